@@ -1,0 +1,14 @@
+"""The pastdue function app: one blueprint per trigger folder, nothing else."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.payment_failed_queue import bp as payment_failed_queue
+from functions.retention_timer import bp as retention_timer
+from functions.settle_http import bp as settle_http
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+for blueprint in (settle_http, payment_failed_queue, retention_timer):
+    app.register_functions(blueprint)

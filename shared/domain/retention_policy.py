@@ -1,0 +1,84 @@
+"""The timeline of an unpaid subscription, in one place: reminders, warning, cancellation, deletion warnings, deletion.
+
+Every step is a milestone at a fixed offset from when the subscription became past due or was disabled. Deletion
+never comes before `MINIMUM_RETENTION_DAYS` after the service ended, whatever the settings say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import Field
+
+from shared.domain.lifecycle import SubscriptionState
+from shared.domain.model import Frozen, Subscription
+
+MINIMUM_RETENTION_DAYS = 90
+
+
+class MilestoneKind(StrEnum):
+    REMINDER = "reminder"
+    WARN = "warn"
+    DISABLE = "disable"
+    DELETION_WARNING = "deletion_warning"
+    DELETE = "delete"
+
+
+class RetentionPolicy(Frozen):
+    reminder_days: tuple[int, ...] = (7, 14)
+    warn_days_before_cancellation: int = 5
+    grace_period_days: int = 30
+    deletion_warning_days: tuple[int, ...] = (30, 7, 1)
+    retention_days: int = Field(default=MINIMUM_RETENTION_DAYS, ge=MINIMUM_RETENTION_DAYS)
+
+
+class Milestone(Frozen):
+    kind: MilestoneKind
+    at: datetime
+    # Days before (warnings) or after (reminders) the reference moment; part of the milestone's identity.
+    offset_days: int = 0
+
+
+def cancellation_date(subscription: Subscription, policy: RetentionPolicy) -> datetime | None:
+    if subscription.past_due_since is None:
+        return None
+    return subscription.past_due_since + timedelta(days=policy.grace_period_days)
+
+
+def deletion_date(subscription: Subscription, policy: RetentionPolicy) -> datetime | None:
+    if subscription.disabled_at is None:
+        return None
+    return subscription.disabled_at + timedelta(days=max(policy.retention_days, MINIMUM_RETENTION_DAYS))
+
+
+def milestones(subscription: Subscription, policy: RetentionPolicy) -> list[Milestone]:
+    """Every step still ahead of or behind this subscription in its current state, in time order."""
+    state = subscription.state
+    steps: list[Milestone] = []
+    cancel_at = cancellation_date(subscription, policy)
+    if state in {SubscriptionState.PAST_DUE, SubscriptionState.WARNED} and cancel_at and subscription.past_due_since:
+        since = subscription.past_due_since
+        steps += [
+            Milestone(kind=MilestoneKind.REMINDER, at=since + timedelta(days=days), offset_days=days)
+            for days in policy.reminder_days
+            if days < policy.grace_period_days - policy.warn_days_before_cancellation
+        ]
+        warn_at = cancel_at - timedelta(days=policy.warn_days_before_cancellation)
+        steps.append(Milestone(kind=MilestoneKind.WARN, at=warn_at, offset_days=policy.warn_days_before_cancellation))
+        steps.append(Milestone(kind=MilestoneKind.DISABLE, at=cancel_at))
+    delete_at = deletion_date(subscription, policy)
+    if state is SubscriptionState.DISABLED and delete_at:
+        steps += [
+            Milestone(kind=MilestoneKind.DELETION_WARNING, at=delete_at - timedelta(days=days), offset_days=days)
+            for days in policy.deletion_warning_days
+        ]
+        steps.append(Milestone(kind=MilestoneKind.DELETE, at=delete_at))
+    return sorted(steps, key=lambda milestone: milestone.at)
+
+
+def next_review_at(subscriptions: Iterable[Subscription], policy: RetentionPolicy, after: datetime) -> datetime | None:
+    """The earliest milestone after `after` across an account's subscriptions: when the timer must look again."""
+    upcoming = [m.at for s in subscriptions for m in milestones(s, policy) if m.at > after]
+    return min(upcoming) if upcoming else None

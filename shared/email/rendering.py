@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    UndefinedError,
+    select_autoescape,
+)
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from jinja2 import Template
+
+DEFAULT_TEMPLATE_DIRECTORY = Path(__file__).parent / "templates"
+DEFAULT_LOCALE = "en-US"
+_TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_LOCALE_NAME = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+
+
+class EmailRenderingError(Exception):
+    """Base class for errors while rendering an email template."""
+
+
+class UnknownEmailTemplateError(EmailRenderingError):
+    """No locale in the fallback chain has the requested template."""
+
+
+class MissingTemplateValueError(EmailRenderingError):
+    """The template used a value that the context does not provide."""
+
+
+class RenderedEmail(BaseModel):
+    """The three parts of a rendered email."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject: str
+    plain_text: str
+    html: str
+
+
+class EmailRenderer:
+    """Renders `<locale>/<template>.{subject,txt,html}.j2` with locale fallback: exact, language, en-US."""
+
+    def __init__(self, template_dir: Path | None = None) -> None:
+        self._environment = Environment(
+            loader=FileSystemLoader(template_dir or DEFAULT_TEMPLATE_DIRECTORY),
+            autoescape=select_autoescape(enabled_extensions=("html", "htm", "html.j2"), default=False),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def render(self, template: str, locale: str, context: Mapping[str, object]) -> RenderedEmail:
+        """Render the subject, plain text and HTML of one template in the best available locale."""
+        resolved_locale = self._resolve_locale(template, locale)
+        values = {"template_locale": resolved_locale, **context}
+        try:
+            subject = self._part(resolved_locale, template, "subject").render(values)
+            plain_text = self._part(resolved_locale, template, "txt").render(values)
+            html = self._part(resolved_locale, template, "html").render(values)
+        except UndefinedError as error:
+            raise MissingTemplateValueError(f"{template} ({resolved_locale}): {error.message}") from error
+        except TemplateNotFound as error:
+            raise UnknownEmailTemplateError(f"{template} ({resolved_locale}): missing {error.name}") from error
+        # A subject is one header line; a stray newline from the template would break or inject headers.
+        return RenderedEmail(subject=" ".join(subject.split()), plain_text=plain_text, html=html)
+
+    def _resolve_locale(self, template: str, locale: str) -> str:
+        if not _TEMPLATE_NAME.fullmatch(template):
+            raise UnknownEmailTemplateError(f"invalid template name {template!r}")
+        for candidate in _locale_fallbacks(locale):
+            try:
+                self._part(candidate, template, "subject")
+            except TemplateNotFound:
+                continue
+            return candidate
+        raise UnknownEmailTemplateError(f"no template {template!r} for locale {locale!r} or its fallbacks")
+
+    def _part(self, locale: str, template: str, part: str) -> Template:
+        return self._environment.get_template(f"{locale}/{template}.{part}.j2")
+
+
+def _locale_fallbacks(locale: str) -> list[str]:
+    normalized = locale.replace("_", "-")
+    candidates = []
+    if _LOCALE_NAME.fullmatch(normalized):
+        candidates = [normalized, normalized.split("-", 1)[0]]
+    candidates.append(DEFAULT_LOCALE)
+    return list(dict.fromkeys(candidates))

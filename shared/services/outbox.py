@@ -1,0 +1,114 @@
+"""Deliver what an account's committed changes owe the outside world: pending emails and lifecycle events.
+
+Each effect was recorded in the same transaction as its cause. Delivery comes after the commit and is safe to
+repeat: an email's operation id is derived from the notification, so ACS (and the local outbox) drop a repeat;
+lifecycle events carry stable ids that consumers de-duplicate by. Whatever is still pending is put on the due
+index, so the timer finishes the job if this process does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from shared.domain.clock import Clock
+from shared.domain.outbox import LifecycleEvent, Notification
+from shared.email import EmailRenderer, EmailSender, OutgoingEmail, SendStatus
+from shared.storage.account_store import AccountPartition, AccountStore, with_fresh_partition
+from shared.storage.due_index import DueIndex
+
+log = logging.getLogger(__name__)
+# If a delivery attempt dies before it records its outcome, the timer looks again after this long.
+RECOVERY_DELAY = timedelta(minutes=5)
+
+
+class LifecyclePublisher(Protocol):
+    def publish(self, event: LifecycleEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outbox:
+    store: AccountStore
+    due: DueIndex
+    email: EmailSender
+    renderer: EmailRenderer
+    events: LifecyclePublisher
+    clock: Clock
+
+
+@dataclass
+class DeliveryReport:
+    sent: list[str] = field(default_factory=list)
+    retrying: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+
+
+def schedule_recovery(outbox: Outbox, account_id: str) -> None:
+    """Put a safety net on the due index before committing effects, in case delivery never happens."""
+    outbox.due.schedule(account_id, outbox.clock.now() + RECOVERY_DELAY)
+
+
+def deliver(outbox: Outbox, account_id: str, partition: AccountPartition | None = None) -> DeliveryReport:
+    """Send due notifications and publish pending lifecycle events of one account."""
+    report = DeliveryReport()
+    partition = partition or outbox.store.load(account_id)
+    now = outbox.clock.now()
+    for notification in sorted(partition.notifications, key=lambda n: n.created_at):
+        if notification.is_due(now):
+            _send(outbox, account_id, notification, report)
+    published = sorted(partition.pending_events, key=lambda e: e.time)
+    for event in published:
+        outbox.events.publish(event)
+        report.published.append(event.id)
+    if published:
+        with_fresh_partition(outbox.store, account_id, lambda fresh: fresh.delete(*published))
+    next_attempt = _next_attempt(outbox.store.load(account_id)) if report.retrying else None
+    if next_attempt is not None:
+        outbox.due.schedule(account_id, next_attempt)
+    return report
+
+
+def _send(outbox: Outbox, account_id: str, notification: Notification, report: DeliveryReport) -> None:
+    rendered = outbox.renderer.render(notification.template, notification.locale, notification.context)
+    outcome = outbox.email.send(
+        OutgoingEmail(
+            operation_id=_operation_id(account_id, notification),
+            to_address=notification.to_address,
+            to_name=None,
+            subject=rendered.subject,
+            plain_text=rendered.plain_text,
+            html=rendered.html,
+        )
+    )
+    now = outbox.clock.now()
+    if outcome.status is SendStatus.SENT:
+        updated = notification.mark_sent(outcome.message_id, now)
+        report.sent.append(notification.id)
+    elif outcome.status is SendStatus.RETRY:
+        retry_after = timedelta(seconds=outcome.retry_after_seconds) if outcome.retry_after_seconds else None
+        updated = notification.mark_retry(outcome.error or "retry", now, retry_after)
+        (report.retrying if updated.is_pending else report.failed).append(notification.id)
+    else:
+        updated = notification.mark_failed(outcome.error or "failed", now)
+        report.failed.append(notification.id)
+    log.info("notification %s: %s (attempt %d)", notification.id, updated.status, updated.attempts)
+
+    def record(partition: AccountPartition) -> None:
+        current = partition.get(Notification, notification.id)
+        if current is not None and current.is_pending:
+            partition.put(updated)
+
+    with_fresh_partition(outbox.store, account_id, record)
+
+
+def _operation_id(account_id: str, notification: Notification) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pastdue:{account_id}:{notification.id}"))
+
+
+def _next_attempt(partition: AccountPartition) -> datetime | None:
+    pending = [n.next_attempt_at for n in partition.notifications if n.is_pending]
+    return min(pending) if pending else None
