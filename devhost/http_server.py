@@ -69,11 +69,26 @@ class _FunctionRequestHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._handle()
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def do_OPTIONS(self) -> None:
+        self._handle()
 
     def _handle(self) -> None:
         started = time.perf_counter()
-        label = "(no route)"
         try:
             status, label = self._dispatch()
         except (BrokenPipeError, ConnectionResetError):
@@ -85,38 +100,41 @@ class _FunctionRequestHandler(BaseHTTPRequestHandler):
             return self._send_status(HTTPStatus.REQUEST_URI_TOO_LONG), "(url too long)"
         url = urlsplit(self.path)
         route_path = self._strip_prefix(unquote(url.path))
-        if route_path is None:
-            return self._send_status(HTTPStatus.NOT_FOUND), url.path
-        match, allowed = self.server.router.resolve(route_path, self.command)
-        if match is None:
-            if not allowed:
-                return self._send_status(HTTPStatus.NOT_FOUND), url.path
+        match, allowed = (
+            (None, frozenset[str]()) if route_path is None else self.server.router.resolve(route_path, self.command)
+        )
+        if match is None and allowed:
             allow = {"Allow": ", ".join(sorted(allowed))}
             return self._send_status(HTTPStatus.METHOD_NOT_ALLOWED, allow), url.path
+        if match is None:
+            return self._send_status(HTTPStatus.NOT_FOUND), url.path
         function = match.route.target
         label = f"{self.server.public_route(function)} [{function.name}]"
+        return self._call(function, match.params, url.query, label), label
+
+    def _call(self, function: HttpFunction, route_params: dict[str, str], query: str, label: str) -> int:
         headers = {name.lower(): ", ".join(self.headers.get_all(name) or []) for name in self.headers}
-        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        params = dict(parse_qsl(query, keep_blank_values=True))
         if function.auth_level != "anonymous" and not self.server.authorized(headers, params):
-            return self._send_status(HTTPStatus.UNAUTHORIZED), label
+            return self._send_status(HTTPStatus.UNAUTHORIZED)
         try:
             body = self._read_body()
         except RequestTooLargeError:
-            return self._send_status(HTTPStatus.REQUEST_ENTITY_TOO_LARGE), label
+            return self._send_status(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.port}"
         request = func.HttpRequest(
             method=self.command,
             url=f"http://{host}{self.path}",
             headers=headers,
             params=params,
-            route_params=match.params,
+            route_params=route_params,
             body=body,
         )
         try:
             result = self.server.invoker.invoke(function, request, f"HTTP {self.command} {label}")
         except Exception:
-            return self._send_status(HTTPStatus.INTERNAL_SERVER_ERROR), label
-        return self._send_result(result, function.name), label
+            return self._send_status(HTTPStatus.INTERNAL_SERVER_ERROR)
+        return self._send_result(result, function.name)
 
     def _strip_prefix(self, path: str) -> str | None:
         prefix = self.server.route_prefix
@@ -195,5 +213,5 @@ class _FunctionRequestHandler(BaseHTTPRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Request lines carry `?code=` keys; _handle logs each request without the query instead."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+    def log_message(self, format: str, *args: Any) -> None:
         logger.warning("HTTP server: %s", format % args)

@@ -19,9 +19,7 @@ class _InvocationFilter(logging.Filter):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    formatter = logging.Formatter(
-        "[%(asctime)s.%(msecs)03dZ] %(invocation)s%(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
-    )
+    formatter = logging.Formatter("[%(asctime)s.%(msecs)03dZ] %(invocation)s%(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)

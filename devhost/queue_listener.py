@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -24,6 +26,8 @@ logger = logging.getLogger("devhost.queue")
 # Long enough for a local invocation; the real host renews it, which the local host does not need to.
 IN_FLIGHT_VISIBILITY = timedelta(minutes=10)
 MIN_POLLING_INTERVAL = timedelta(milliseconds=100)
+# The library's constructor is unannotated; this typed alias keeps strict mypy useful around it.
+_trigger_message: Callable[..., object] = TriggerMessage
 
 
 class MessageDecodeError(ValueError):
@@ -36,9 +40,7 @@ class QueueListener:
         self._options = options
         self._invoker = invoker
         self._client = QueueClient.from_connection_string(function.connection_string, function.queue_name)
-        self._poison = QueueClient.from_connection_string(
-            function.connection_string, f"{function.queue_name}-poison"
-        )
+        self._poison = QueueClient.from_connection_string(function.connection_string, f"{function.queue_name}-poison")
         self._poison_ready = False
         self._stopping = threading.Event()
         self._slots = threading.Condition()
@@ -74,7 +76,9 @@ class QueueListener:
                     queue_ready = True
                 messages = self._receive()
             except AzureError as error:
-                logger.warning("[%s] polling queue '%s' failed: %s", self.function.name, self.function.queue_name, error)
+                logger.warning(
+                    "[%s] polling queue '%s' failed: %s", self.function.name, self.function.queue_name, error
+                )
                 messages = []
             if messages:
                 delay = MIN_POLLING_INTERVAL
@@ -145,7 +149,7 @@ class QueueListener:
                 return body.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise MessageDecodeError("body is not valid UTF-8") from error
-        return TriggerMessage(
+        return _trigger_message(
             id=message.id,
             body=body,
             dequeue_count=message.dequeue_count,
@@ -190,7 +194,5 @@ class QueueListener:
 
 
 def _create_if_missing(client: QueueClient) -> None:
-    try:
+    with contextlib.suppress(ResourceExistsError):
         client.create_queue()
-    except ResourceExistsError:
-        pass

@@ -47,16 +47,14 @@ class RouteTemplate:
         found = self.regex.fullmatch("/" + path.strip("/"))
         if found is None:
             return None
-        return {
-            name: value
-            for name, value in zip(self.names, found.groups(), strict=True)
-            if value is not None
-        }
+        return {name: value for name, value in zip(self.names, found.groups(), strict=True) if value is not None}
 
 
 def compile_route(template: str) -> RouteTemplate:
     segments = [segment for segment in template.strip("/").split("/") if segment] if template.strip("/") else []
-    pattern, names, precedence = "", [], []
+    pattern = ""
+    names: list[str] = []
+    precedence: list[int] = []
     for index, segment in enumerate(segments):
         parameters = [_parameter(text, template) for text in _PARAMETER.findall(segment)]
         if any(parameter.catch_all for parameter in parameters) and index != len(segments) - 1:

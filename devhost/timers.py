@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -24,9 +25,7 @@ def utc_now() -> datetime:
 
 
 class TimerRunner:
-    def __init__(
-        self, function: TimerFunction, invoker: Invoker, clock: Callable[[], datetime] = utc_now
-    ) -> None:
+    def __init__(self, function: TimerFunction, invoker: Invoker, clock: Callable[[], datetime] = utc_now) -> None:
         self.function = function
         self._invoker = invoker
         self._clock = clock
@@ -73,7 +72,6 @@ class TimerRunner:
             schedule={"AdjustForDST": False},
         )
         self._last = started
-        try:
+        # The invoker has logged any failure; a timer has no retry and simply waits for its next occurrence.
+        with contextlib.suppress(Exception):
             self._invoker.invoke(self.function, request, reason + (" (past due)" if past_due else ""))
-        except Exception:  # noqa: S110 - the invoker logged it; a timer has no retry, it waits for its next occurrence
-            pass

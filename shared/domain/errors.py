@@ -9,15 +9,16 @@ class InvalidTransitionError(DomainError):
     pass
 
 
-class CurrencyMismatchError(DomainError):
+# Money errors are also ValueErrors, so pydantic reports them as validation errors of the field at fault.
+class CurrencyMismatchError(DomainError, ValueError):
     pass
 
 
-class InvalidAmountError(DomainError):
+class InvalidAmountError(DomainError, ValueError):
     pass
 
 
-class UnsupportedCurrencyError(DomainError):
+class UnsupportedCurrencyError(DomainError, ValueError):
     pass
 
 

@@ -41,7 +41,8 @@ MINOR_UNIT_EXPONENTS: dict[str, int] = {
     "USD": 2,
     "ZAR": 2,
 }
-_DECIMAL_STRING = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,3})?$")
+DECIMAL_STRING_PATTERN = r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,3})?$"
+_DECIMAL_STRING = re.compile(DECIMAL_STRING_PATTERN)
 
 
 def _known_currency(code: str) -> str:

@@ -115,7 +115,9 @@ class AcsEmailStandin:
         self._server = _TlsServer(("127.0.0.1", 0), _handler_for(self._state), context)
         self.endpoint = f"https://127.0.0.1:{self._server.server_address[1]}"
         self.connection_string = f"endpoint={self.endpoint}/;accesskey={self.access_key}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="acs-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="acs-standin", daemon=True
+        )
 
     def __enter__(self) -> AcsEmailStandin:
         self._thread.start()

@@ -1,0 +1,139 @@
+"""The events the billing engine puts on the `payment-failed` queue: CloudEvents 1.0 JSON, camelCase fields.
+
+Incoming events tolerate unknown fields (events evolve); unknown event types are rejected with a reason.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+from shared.domain.model import (
+    Account,
+    Charge,
+    DeclineReason,
+    EmailAddress,
+    Identifier,
+    Locale,
+    PaymentMethod,
+    PaymentMethodKind,
+)
+from shared.domain.money import DECIMAL_STRING_PATTERN, Currency, Money
+
+PAYMENT_FAILED = "payment.failed"
+PAYMENT_RECEIVED = "payment.received"
+
+
+# The shape of a decimal string; whether its decimals suit the currency is checked with the currency.
+DecimalAmount = Annotated[str, StringConstraints(pattern=DECIMAL_STRING_PATTERN)]
+
+
+class EventModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
+
+
+class AccountSnapshot(EventModel):
+    id: Identifier
+    admin_principal_id: Identifier
+    notification_email: EmailAddress
+    locale: Locale
+    currency: Currency
+
+    def to_account(self) -> Account:
+        return Account(
+            id=self.id,
+            admin_principal_id=self.admin_principal_id,
+            notification_email=self.notification_email,
+            locale=self.locale,
+            currency=self.currency,
+        )
+
+
+class FailedPaymentMethod(EventModel):
+    id: Identifier
+    kind: PaymentMethodKind
+    brand: str | None = Field(default=None, max_length=32)
+    last4: str | None = Field(default=None, pattern=r"^[0-9]{4}$")
+
+    def to_payment_method(self) -> PaymentMethod:
+        return PaymentMethod(id=self.id, kind=self.kind, brand=self.brand, last4=self.last4)
+
+
+class UnpaidCharge(EventModel):
+    invoice_id: Identifier
+    subscription_id: Identifier
+    service: str = Field(min_length=1, max_length=128)
+    amount: DecimalAmount
+    currency: Currency
+    due_date: date
+
+    def to_charge(self, payment_method_id: str) -> Charge:
+        return Charge(
+            invoice_id=self.invoice_id,
+            subscription_id=self.subscription_id,
+            service=self.service,
+            amount=Money.parse(self.amount, self.currency),
+            due_date=self.due_date,
+            payment_method_id=payment_method_id,
+        )
+
+
+class SubscriptionOnMethod(EventModel):
+    id: Identifier
+    name: str = Field(min_length=1, max_length=128)
+    service: str = Field(min_length=1, max_length=128)
+
+
+class PaymentFailedData(EventModel):
+    account: AccountSnapshot
+    payment_method: FailedPaymentMethod
+    reason: DeclineReason
+    charges: tuple[UnpaidCharge, ...] = Field(min_length=1, max_length=1000)
+    subscriptions: tuple[SubscriptionOnMethod, ...] = Field(default=(), max_length=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PaymentFailedData:
+        for index, charge in enumerate(self.charges):
+            if charge.currency != self.account.currency:
+                raise ValueError(f"charges[{index}].currency {charge.currency} differs from the account's currency")
+            Money.parse(charge.amount, charge.currency)
+        return self
+
+
+class PaymentReceivedData(EventModel):
+    account_id: Identifier
+    reference: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:/+-]*$")
+    amount: DecimalAmount
+    currency: Currency
+
+    @model_validator(mode="after")
+    def _amount_fits_currency(self) -> PaymentReceivedData:
+        Money.parse(self.amount, self.currency)
+        return self
+
+    @property
+    def money(self) -> Money:
+        return Money.parse(self.amount, self.currency)
+
+
+class CloudEvent(EventModel):
+    specversion: Literal["1.0"]
+    id: Identifier
+    source: str = Field(min_length=1, max_length=1024)
+    time: datetime | None = None
+
+
+class PaymentFailedEvent(CloudEvent):
+    type: Literal["payment.failed"]
+    data: PaymentFailedData
+
+
+class PaymentReceivedEvent(CloudEvent):
+    type: Literal["payment.received"]
+    data: PaymentReceivedData
+
+
+PaymentEvent = Annotated[PaymentFailedEvent | PaymentReceivedEvent, Field(discriminator="type")]
