@@ -60,7 +60,9 @@ class Host:
 
     def stop(self) -> None:
         """Stop accepting work, then wait for invocations in flight."""
-        logger.info("Stopping the host; waiting for invocations in flight")
+        started = self._server_thread is not None
+        if started:
+            logger.info("Stopping the host; waiting for invocations in flight")
         if self._server is not None and self._server_thread is not None:
             self._server.shutdown()
         for listener in self._listeners:
@@ -75,7 +77,8 @@ class Host:
             timer.join()
         if self._invoker is not None:
             self._invoker.close()
-        logger.info("Host stopped")
+        if started:
+            logger.info("Host stopped")
 
     @property
     def http_port(self) -> int | None:

@@ -130,7 +130,7 @@ class QueueListener:
             self._fail(message)
             return
         reason = (
-            f"New queue message detected on '{self.function.queue_name}' "
+            f"New queue message detected on {self.function.queue_name} "
             f"(Id={message.id}, DequeueCount={message.dequeue_count})"
         )
         try:

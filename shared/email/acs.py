@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 _SDK_RETRIES = 0
 _POLL_INTERVAL_SECONDS = 1.0
 _CONNECTION_TIMEOUT_SECONDS = 10.0
+_MIN_READ_TIMEOUT_SECONDS = 5.0
 _MAX_ERROR_CODE_LENGTH = 64
 _TRANSIENT_OPERATION_ERROR_CODES = frozenset(
     {
@@ -50,7 +51,7 @@ class AcsEmailSender:
             retry_total=_SDK_RETRIES,
             polling_interval=_POLL_INTERVAL_SECONDS,
             connection_timeout=min(_CONNECTION_TIMEOUT_SECONDS, poll_timeout_seconds),
-            read_timeout=poll_timeout_seconds,
+            read_timeout=max(_MIN_READ_TIMEOUT_SECONDS, poll_timeout_seconds),
         )
 
     def send(self, email: OutgoingEmail) -> SendOutcome:
@@ -67,9 +68,7 @@ class AcsEmailSender:
             outcome = _outcome_for_http_error(error)
         except AzureError as error:
             outcome = SendOutcome.retry(f"transport error: {type(error).__name__}")
-        logger.info(
-            "ACS email operation %s: %s %s", email.operation_id, outcome.status, outcome.error or ""
-        )
+        logger.info("ACS email operation %s: %s %s", email.operation_id, outcome.status, outcome.error or "")
         return outcome
 
     def close(self) -> None:

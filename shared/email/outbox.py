@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import default as default_policy
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
@@ -37,9 +37,7 @@ def _utc_now() -> datetime:
 class OutboxEmailSender:
     """Writes each email as an .eml file in a local folder: the stand-in for ACS when it is not configured."""
 
-    def __init__(
-        self, directory: Path, sender_address: str, *, clock: Callable[[], datetime] = _utc_now
-    ) -> None:
+    def __init__(self, directory: Path, sender_address: str, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self._directory = directory
         self._sender_address = sender_address
         self._clock = clock
@@ -62,8 +60,9 @@ class OutboxEmailSender:
             written = self._write_once(content, index_entry, self._directory / file_name)
         except OSError as error:
             return SendOutcome.retry(f"outbox write failed: {type(error).__name__}")
-        logger.info("Outbox email %s %s in %s", short_id, "written" if written else "was already written",
-                    self._directory)
+        logger.info(
+            "Outbox email %s %s in %s", short_id, "written" if written else "was already written", self._directory
+        )
         return SendOutcome.sent(message_id)
 
     def _mime_bytes(self, email: OutgoingEmail, message_id: str, sent_at: datetime) -> bytes:
@@ -78,7 +77,7 @@ class OutboxEmailSender:
             message["Reply-To"] = email.reply_to
         message.set_content(email.plain_text)
         message.add_alternative(email.html, subtype="html")
-        return message.as_bytes(policy=SMTP)
+        return message.as_bytes(policy=default_policy)
 
     def _write_once(self, content: bytes, index_entry: Path, destination: Path) -> bool:
         index_entry.parent.mkdir(parents=True, exist_ok=True)

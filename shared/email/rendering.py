@@ -48,11 +48,13 @@ class RenderedEmail(BaseModel):
 
 
 class EmailRenderer:
-    """Renders `<locale>/<template>.{subject,txt,html}.j2` with locale fallback: exact, language, en-US."""
+    """Renders `<locale>/<template>.{subject,txt,html}.j2`; locale fallback: exact, language, same language, en-US."""
 
     def __init__(self, template_dir: Path | None = None) -> None:
+        directory = template_dir or DEFAULT_TEMPLATE_DIRECTORY
+        self._locales = sorted(entry.name for entry in directory.iterdir() if entry.is_dir())
         self._environment = Environment(
-            loader=FileSystemLoader(template_dir or DEFAULT_TEMPLATE_DIRECTORY),
+            loader=FileSystemLoader(directory),
             autoescape=select_autoescape(enabled_extensions=("html", "htm", "html.j2"), default=False),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
@@ -78,7 +80,7 @@ class EmailRenderer:
     def _resolve_locale(self, template: str, locale: str) -> str:
         if not _TEMPLATE_NAME.fullmatch(template):
             raise UnknownEmailTemplateError(f"invalid template name {template!r}")
-        for candidate in _locale_fallbacks(locale):
+        for candidate in _locale_fallbacks(locale, self._locales):
             try:
                 self._part(candidate, template, "subject")
             except TemplateNotFound:
@@ -90,10 +92,11 @@ class EmailRenderer:
         return self._environment.get_template(f"{locale}/{template}.{part}.j2")
 
 
-def _locale_fallbacks(locale: str) -> list[str]:
+def _locale_fallbacks(locale: str, available: list[str]) -> list[str]:
     normalized = locale.replace("_", "-")
     candidates = []
     if _LOCALE_NAME.fullmatch(normalized):
-        candidates = [normalized, normalized.split("-", 1)[0]]
+        language = normalized.split("-", 1)[0]
+        candidates = [normalized, language, *(name for name in available if name.startswith(f"{language}-"))]
     candidates.append(DEFAULT_LOCALE)
     return list(dict.fromkeys(candidates))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from shared.email import AcsEmailSender, OutgoingEmail, SendStatus
-from tests.support.acs_standin import AcsEmailStandin, Accepted, ErrorResponse, FailedOperation, Throttled
+from tests.support.acs_standin import Accepted, AcsEmailStandin, ErrorResponse, FailedOperation, Throttled
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

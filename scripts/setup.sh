@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the project needs, once: a Python virtual environment and Azurite from npm (pinned).
+# Re-running is cheap: each step is skipped while its lock file is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python_bin="${PYTHON:-python3}"
+if ! "$python_bin" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "pastdue needs Python 3.11 or newer (found: $("$python_bin" --version 2>&1))" >&2
+  exit 1
+fi
+command -v npm >/dev/null || { echo "pastdue needs Node.js and npm (for Azurite)" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  "$python_bin" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+wanted=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  echo "$wanted" > "$stamp"
+fi
+
+npm_stamp=node_modules/.package-lock.sha256
+npm_wanted=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -x node_modules/.bin/azurite ] || [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_wanted" ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$npm_wanted" > "$npm_stamp"
+fi

@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from devhost.azurite import REPO_ROOT, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
+
+SAMPLE_APP = Path(__file__).parent / "sample_app"
+FUNCTION_KEY = "e2e-function-key"
+
+
+@dataclass
+class RunningHost:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+    queue_log: Path
+    timer_log: Path
+    connection_string: str
+
+    def queue(self, name: str, *, base64: bool = True) -> QueueClient:
+        if not base64:
+            return QueueClient.from_connection_string(self.connection_string, name)
+        return QueueClient.from_connection_string(
+            self.connection_string,
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )
+
+    def queue_entries(self) -> list[tuple[str, int]]:
+        if not self.queue_log.exists():
+            return []
+        lines = self.queue_log.read_text(encoding="utf-8").splitlines()
+        return [(body, int(count)) for body, count in (line.split("\t") for line in lines)]
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def request(
+    url: str, *, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    call = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(call, timeout=10) as reply:
+            return Response(reply.status, reply.read(), dict(reply.headers))
+    except urllib.error.HTTPError as error:
+        return Response(error.code, error.read(), dict(error.headers))
+
+
+def start_host(directory: Path, connection_string: str) -> RunningHost:
+    directory.mkdir(parents=True, exist_ok=True)
+    queue_log, timer_log, log = directory / "queue.log", directory / "timer.log", directory / "host.log"
+    settings = directory / "settings.json"
+    values = {
+        "SAMPLE_SCHEDULE": "*/1 * * * * *",
+        "SAMPLE_QUEUE_LOG": str(queue_log),
+        "SAMPLE_TIMER_LOG": str(timer_log),
+        # The environment wins over the settings file, so this must not be used.
+        "AzureWebJobsStorage": "UseDevelopmentStorage=false;broken",
+    }
+    settings.write_text(json.dumps({"IsEncrypted": False, "Values": values}), encoding="utf-8")
+    env = {**os.environ, "AzureWebJobsStorage": connection_string, "LOCAL_FUNCTION_KEY": FUNCTION_KEY}
+    port = free_port()
+    command = [sys.executable, "-m", "devhost", "--app-dir", str(SAMPLE_APP), "--port", str(port)]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*command, "--settings", str(settings)], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file
+        )
+    host = RunningHost(process, f"http://127.0.0.1:{port}", log, queue_log, timer_log, connection_string)
+
+    def started() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"devhost exited with {process.returncode}:\n{log.read_text()}")
+        return "Host started" in log.read_text(encoding="utf-8")
+
+    wait_for(started, "the devhost to start", timeout=30)
+    return host
+
+
+def stop_host(host: RunningHost) -> None:
+    if host.process.poll() is None:
+        host.process.send_signal(signal.SIGINT)
+        try:
+            host.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            host.process.kill()
+            host.process.wait()
+
+
+@pytest.fixture(scope="module")
+def host(storage_connection_string: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHost]:
+    running = start_host(tmp_path_factory.mktemp("devhost"), storage_connection_string)
+    yield running
+    stop_host(running)
+
+
+def test_function_level_route_answers_with_the_key_in_the_header(host: RunningHost) -> None:
+    reply = request(
+        f"{host.base_url}/api/echo/alice", method="POST", body=b"hi", headers={"x-functions-key": FUNCTION_KEY}
+    )
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "application/json"
+    assert reply.headers["X-Sample"] == "yes"
+    assert json.loads(reply.body) == {"name": "alice", "method": "POST", "body": "hi", "function": "echo"}
+
+
+def test_function_level_route_without_a_key_is_unauthorized(host: RunningHost) -> None:
+    assert request(f"{host.base_url}/api/echo/alice").status == 401
+    assert request(f"{host.base_url}/api/echo/alice", headers={"x-functions-key": "wrong"}).status == 401
+
+
+def test_function_level_route_accepts_the_key_as_code_parameter(host: RunningHost) -> None:
+    reply = request(f"{host.base_url}/api/echo/bob?code={FUNCTION_KEY}")
+    assert reply.status == 200
+    assert json.loads(reply.body)["name"] == "bob"
+
+
+def test_anonymous_route_needs_no_key(host: RunningHost) -> None:
+    reply = request(f"{host.base_url}/api/ping")
+    assert (reply.status, reply.body) == (200, b"pong")
+    assert reply.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_async_function_with_an_int_route_constraint(host: RunningHost) -> None:
+    reply = request(f"{host.base_url}/api/square/12")
+    assert (reply.status, reply.body) == (201, b"144")
+    assert request(f"{host.base_url}/api/square/twelve").status == 404
+
+
+def test_unknown_route_and_wrong_method(host: RunningHost) -> None:
+    assert request(f"{host.base_url}/api/nothing-here").status == 404
+    assert request(f"{host.base_url}/ping").status == 404
+    reply = request(f"{host.base_url}/api/square/3", method="POST", body=b"")
+    assert reply.status == 405
+    assert reply.headers["Allow"] == "GET"
+
+
+def test_unhandled_exception_is_a_500_with_the_traceback_logged(host: RunningHost) -> None:
+    assert request(f"{host.base_url}/api/boom").status == 500
+    wait_for(lambda: 'raise RuntimeError("boom")' in host.log.read_text(), "the traceback in the log")
+    assert FUNCTION_KEY not in host.log.read_text()
+
+
+def test_base64_queue_message_is_consumed_and_deleted(host: RunningHost) -> None:
+    queue = host.queue("work")
+    wait_for(queue_exists(queue), "the host to create queue 'work'")
+    queue.send_message("hello")
+
+    wait_for(lambda: ("hello", 1) in host.queue_entries(), "the message to be processed")
+    wait_for(lambda: queue.get_queue_properties().approximate_message_count == 0, "the message to be deleted")
+
+
+def test_failing_message_is_tried_max_dequeue_count_times_then_poisoned(host: RunningHost) -> None:
+    queue, poison = host.queue("work"), host.queue("work-poison", base64=False)
+    queue.send_message("fail")
+
+    def poisoned() -> bool:
+        return queue_exists(poison)() and any(m.content == "ZmFpbA==" for m in poison.peek_messages(max_messages=32))
+
+    wait_for(poisoned, "the original message text on work-poison")
+    assert [count for body, count in host.queue_entries() if body == "fail"] == [1, 2, 3, 4, 5]
+    assert queue.get_queue_properties().approximate_message_count == 0
+
+
+def test_message_that_is_not_base64_is_poisoned_without_invoking(host: RunningHost) -> None:
+    plain, poison = host.queue("work", base64=False), host.queue("work-poison", base64=False)
+    plain.send_message("plain text!")
+
+    wait_for(lambda: any(m.content == "plain text!" for m in poison.peek_messages(max_messages=32)), "the poison")
+    assert all(body != "plain text!" for body, _ in host.queue_entries())
+    assert host.log.read_text().count("is not valid base64") == 5
+
+
+def test_timer_fires_on_its_schedule_from_an_app_setting(host: RunningHost) -> None:
+    def ticks() -> int:
+        return len(host.timer_log.read_text().splitlines()) if host.timer_log.exists() else 0
+
+    wait_for(lambda: ticks() >= 2, "two timer ticks", timeout=10)
+
+
+def test_sigint_waits_for_the_invocation_in_flight_and_exits_zero(
+    storage_connection_string: str, tmp_path: Path
+) -> None:
+    running = start_host(tmp_path, storage_connection_string)
+    replies: list[Response] = []
+    call = threading.Thread(target=lambda: replies.append(request(f"{running.base_url}/api/slow?seconds=1")))
+    call.start()
+    wait_for(lambda: "[slow]" in running.log.read_text(), "the slow invocation to start")
+
+    running.process.send_signal(signal.SIGINT)
+
+    assert running.process.wait(timeout=10) == 0
+    call.join(timeout=10)
+    assert [(reply.status, reply.body) for reply in replies] == [(200, b"done")]
+    assert "Host stopped" in running.log.read_text()
+
+
+def queue_exists(queue: QueueClient) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            queue.get_queue_properties()
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    return check
