@@ -7,7 +7,10 @@ import importlib
 import logging
 import sys
 
-COMMAND_MODULES = ("cli.demo",)
+COMMAND_MODULES = (
+    "cli.demo",
+    "cli.local_stack",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,104 @@
+"""Turn a queue message body into a payment event, or into a reason why it is not one."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.events.payment_events import PAYMENT_FAILED, PAYMENT_RECEIVED, PaymentFailedEvent, PaymentReceivedEvent
+
+PAYMENT_EVENTS_QUEUE = "payment-failed"
+MAX_REASON_LENGTH = 1000
+_EVENT_MODELS: dict[str, type[PaymentFailedEvent | PaymentReceivedEvent]] = {
+    PAYMENT_FAILED: PaymentFailedEvent,
+    PAYMENT_RECEIVED: PaymentReceivedEvent,
+}
+
+
+class InvalidEventError(ValueError):
+    """The message is not a valid payment event; retrying it cannot help."""
+
+    def __init__(self, reason: str, event_id: str | None = None, event_type: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason[:MAX_REASON_LENGTH]
+        self.event_id = event_id
+        self.event_type = event_type
+
+
+def decode_payment_event(body: bytes) -> PaymentFailedEvent | PaymentReceivedEvent:
+    """Parse a CloudEvents JSON body (or base64 of one, as with `messageEncoding: none`) into its event model."""
+    document = _json_object(body)
+    event_id = _readable_id(document.get("id"))
+    event_type = document.get("type")
+    if not isinstance(event_type, str):
+        raise InvalidEventError("type: Field required (a string)", event_id)
+    model = _EVENT_MODELS.get(event_type)
+    if model is None:
+        known = " or ".join(_EVENT_MODELS)
+        raise InvalidEventError(f"type: unknown event type {event_type[:64]!r}; expected {known}", event_id)
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise InvalidEventError(validation_reason(error), event_id, event_type) from None
+
+
+def validation_reason(error: ValidationError) -> str:
+    """The field paths and messages of a validation error, without the offending values (they may be personal)."""
+    issues = error.errors(include_input=False, include_url=False)
+    # A tuple whose item failed also reports itself as too short: noise next to the real cause.
+    issues = [
+        issue
+        for issue in issues
+        if not (
+            issue["type"] == "too_short"
+            and any(len(other["loc"]) > len(issue["loc"]) and other["loc"][: len(issue["loc"])] == issue["loc"]
+                    for other in issues)
+        )
+    ]
+    return "; ".join(f"{field_path(issue['loc'])}: {issue['msg']}" for issue in issues)[:MAX_REASON_LENGTH]
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    """`("data", "charges", 0, "amount")` -> `data.charges[0].amount`, as the event's JSON names them."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path or "(event)"
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    text = _text(body)
+    stripped = text.lstrip()
+    if stripped and not stripped.startswith("{"):
+        text = _text(_base64(stripped))
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidEventError(f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}")
+    if not isinstance(document, dict):
+        raise InvalidEventError("body must be a JSON object (a CloudEvents envelope)")
+    return document
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidEventError("body is not UTF-8 text") from None
+
+
+def _base64(text: str) -> bytes:
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidEventError("body is neither a JSON object nor base64-encoded JSON") from None
+
+
+def _readable_id(value: object) -> str | None:
+    if isinstance(value, str) and value and len(value) <= 128 and value.isprintable():
+        return value
+    return None
