@@ -17,6 +17,7 @@ from typing import Any, Literal
 import azure.functions as func
 
 from devhost.ncrontab import CronSchedule, IntervalSchedule, parse_schedule
+from devhost.routing import compile_route
 from devhost.settings import resolve_references
 
 HTTP_TRIGGER = "httpTrigger"
@@ -126,9 +127,11 @@ def _check_bindings(name: str, function: func.Function, trigger: Any) -> None:
 def _http_spec(trigger: Any, common: dict[str, Any]) -> HttpFunction:
     methods = getattr(trigger, "methods", None)
     auth_level = getattr(trigger, "auth_level", None)
+    route = str(getattr(trigger, "route", None) or common["name"]).strip("/")
+    compile_route(route)
     return HttpFunction(
         **common,
-        route=str(getattr(trigger, "route", None) or common["name"]).strip("/"),
+        route=route,
         methods=frozenset(_enum_text(method).upper() for method in methods) if methods else None,
         auth_level=_enum_text(auth_level).lower() if auth_level is not None else "function",
     )

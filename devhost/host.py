@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from devhost.app_loader import FunctionSpec, HttpFunction, QueueFunction, TimerFunction, import_app, index_functions
@@ -100,5 +101,6 @@ class Host:
             return f"queueTrigger on queue '{spec.queue_name}' (connection {spec.connection_setting})"
         if isinstance(spec, TimerFunction):
             startup = ", run_on_startup" if spec.run_on_startup else ""
-            return f"timerTrigger schedule '{spec.schedule_text}'{startup}"
+            upcoming = spec.schedule.next_after(datetime.now(UTC)).isoformat()
+            return f"timerTrigger schedule '{spec.schedule_text}'{startup}, next {upcoming}"
         return "unknown trigger"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.functions.queue import QueueMessage as TriggerMessage
-from azure.storage.queue import QueueClient, QueueMessage
+from azure.storage.queue import LinearRetry, QueueClient, QueueMessage
 
 if TYPE_CHECKING:
     from devhost.app_loader import QueueFunction
@@ -39,8 +39,12 @@ class QueueListener:
         self.function = function
         self._options = options
         self._invoker = invoker
-        self._client = QueueClient.from_connection_string(function.connection_string, function.queue_name)
-        self._poison = QueueClient.from_connection_string(function.connection_string, f"{function.queue_name}-poison")
+        connection, name = function.connection_string, function.queue_name
+        # The poll loop is its own retry; the SDK's default retries would stall it (and shutdown) for minutes.
+        self._poller = QueueClient.from_connection_string(connection, name, retry_total=0, read_timeout=30)
+        self._client = QueueClient.from_connection_string(connection, name, retry_policy=_settle_retry())
+        self._poison = QueueClient.from_connection_string(connection, f"{name}-poison", retry_policy=_settle_retry())
+        self._reachable = True
         self._poison_ready = False
         self._stopping = threading.Event()
         self._slots = threading.Condition()
@@ -72,14 +76,15 @@ class QueueListener:
                 return
             try:
                 if not queue_ready:
-                    _create_if_missing(self._client)
+                    _create_if_missing(self._poller)
                     queue_ready = True
                 messages = self._receive()
             except AzureError as error:
-                logger.warning(
-                    "[%s] polling queue '%s' failed: %s", self.function.name, self.function.queue_name, error
-                )
+                self._report_unreachable(error)
+                queue_ready = False  # it may have been deleted while the host runs
                 messages = []
+            else:
+                self._report_reachable()
             if messages:
                 delay = MIN_POLLING_INTERVAL
                 for message in messages:
@@ -96,8 +101,24 @@ class QueueListener:
             )
         return not self._stopping.is_set()
 
+    def _report_unreachable(self, error: AzureError) -> None:
+        if self._reachable:
+            logger.warning(
+                "[%s] polling queue '%s' failed, retrying every %s s: %s",
+                self.function.name,
+                self.function.queue_name,
+                self._options.max_polling_interval.total_seconds(),
+                str(error).splitlines()[0] if str(error) else type(error).__name__,
+            )
+        self._reachable = False
+
+    def _report_reachable(self) -> None:
+        if not self._reachable:
+            logger.info("[%s] queue '%s' is reachable again", self.function.name, self.function.queue_name)
+        self._reachable = True
+
     def _receive(self) -> list[QueueMessage]:
-        pages = self._client.receive_messages(
+        pages = self._poller.receive_messages(
             messages_per_page=self._options.batch_size,
             max_messages=self._options.batch_size,
             visibility_timeout=int(IN_FLIGHT_VISIBILITY.total_seconds()),
@@ -191,6 +212,10 @@ class QueueListener:
             pop_receipt=message.pop_receipt,
             visibility_timeout=int(self._options.visibility_timeout.total_seconds()),
         )
+
+
+def _settle_retry() -> LinearRetry:
+    return LinearRetry(backoff=1, retry_total=3, random_jitter_range=1)
 
 
 def _create_if_missing(client: QueueClient) -> None:

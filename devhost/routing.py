@@ -61,7 +61,10 @@ def compile_route(template: str) -> RouteTemplate:
             raise RouteTemplateError(f"route '{template}': a catch-all parameter must be the last segment")
         names.extend(parameter.name for parameter in parameters)
         precedence.append(max((parameter.rank for parameter in parameters), default=_LITERAL))
-        pattern += _segment_pattern(segment, parameters, template)
+        segment_pattern = _segment_pattern(segment, parameters, template)
+        if pattern.endswith(")?") and not segment_pattern.endswith(")?"):
+            raise RouteTemplateError(f"route '{template}': only the last segments may be optional")
+        pattern += segment_pattern
     if len(set(names)) != len(names):
         raise RouteTemplateError(f"route '{template}' repeats a parameter name")
     return RouteTemplate(template, re.compile(pattern or "/", re.IGNORECASE), tuple(names), tuple(precedence))

@@ -5,8 +5,17 @@ import pytest
 from shared.settings import LOCAL_WEBHOOK_SECRET, ConfigurationError, Settings, retention_policy
 
 SETTING_NAMES = [
-    "AzureWebJobsStorage", "PORTAL_WEBHOOK_SECRET", "PORTAL_BASE_URL", "ACS_CONNECTION_STRING", "ACS_SENDER_ADDRESS",
-    "OUTBOX_DIR", "RETENTION_SCHEDULE", "LOCAL_FUNCTION_KEY", "WEBSITE_SITE_NAME", "REMINDER_DAYS", "RETENTION_DAYS",
+    "AzureWebJobsStorage",
+    "PORTAL_WEBHOOK_SECRET",
+    "PORTAL_BASE_URL",
+    "ACS_CONNECTION_STRING",
+    "ACS_SENDER_ADDRESS",
+    "OUTBOX_DIR",
+    "RETENTION_SCHEDULE",
+    "LOCAL_FUNCTION_KEY",
+    "WEBSITE_SITE_NAME",
+    "REMINDER_DAYS",
+    "RETENTION_DAYS",
 ]
 
 
@@ -27,10 +36,17 @@ def test_with_no_configuration_at_all_every_setting_has_a_safe_local_default() -
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("RETENTION_SCHEDULE", "0 2 * * *"), ("PORTAL_BASE_URL", "not a url"), ("PORTAL_WEBHOOK_SECRET", "secret"),
-     ("REMINDER_DAYS", "7,x"), ("RETENTION_DAYS", "30")],
+    [
+        ("RETENTION_SCHEDULE", "0 2 * * *"),
+        ("PORTAL_BASE_URL", "not a url"),
+        ("PORTAL_WEBHOOK_SECRET", "secret"),
+        ("REMINDER_DAYS", "7,x"),
+        ("RETENTION_DAYS", "30"),
+    ],
 )
-def test_a_malformed_setting_fails_at_start_up_naming_it(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+def test_a_malformed_setting_fails_at_start_up_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
 
     with pytest.raises(ConfigurationError, match=name):
