@@ -123,7 +123,7 @@ class AccountStore:
             for entity in entities:
                 model = from_entity(entity)
                 key = entity["RowKey"]
-                partition.etags[key] = entity.metadata["etag"]
+                partition.etags[key] = str(entity.metadata["etag"])
                 if isinstance(model, Account):
                     partition.account = model
                     partition.version = int(entity.get("Version", 0))
