@@ -10,6 +10,8 @@ import sys
 COMMAND_MODULES = (
     "cli.demo",
     "cli.local_stack",
+    "cli.retention",
+    "cli.rejections",
 )
 
 

@@ -40,15 +40,24 @@ def _seed() -> None:
         print(f"Demo data created: {', '.join(seeded)} (their payment failures are on the queue).")
 
 
+def _stop_on_sigterm() -> None:
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _run(args: argparse.Namespace) -> int:
     os.chdir(REPO_ROOT)
+    _stop_on_sigterm()
     azurite = _start_storage(args.data)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         if not args.no_demo:
             _seed()
         command = [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(args.port)]
-        host = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+        # Its own session: a Ctrl-C reaches it once, from us, so it can finish in-flight work.
+        host = subprocess.Popen(command, start_new_session=True)  # noqa: S603 - our own interpreter and module
         processes.append(host)
         print(
             f"\nLocal host: http://127.0.0.1:{args.port}/api (function key: LOCAL_FUNCTION_KEY, default "
