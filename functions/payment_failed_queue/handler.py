@@ -4,12 +4,62 @@ import logging
 
 import azure.functions as func
 
+from shared.bootstrap import Dependencies, dependencies
+from shared.domain.errors import DomainError
+from shared.events.decoding import PAYMENT_EVENTS_QUEUE, InvalidEventError, decode_payment_event
+from shared.events.payment_events import PaymentFailedEvent, PaymentReceivedEvent
+from shared.services.payment_failed import apply_payment_failed
+from shared.services.rejections import record_rejection
+
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
-PAYMENT_EVENTS_QUEUE = "payment-failed"
 
 
 @bp.function_name("payment_failed")
 @bp.queue_trigger(arg_name="msg", queue_name=PAYMENT_EVENTS_QUEUE, connection="AzureWebJobsStorage")
 def payment_failed(msg: func.QueueMessage) -> None:
-    log.info("received message %s (dequeue count %s)", msg.id, msg.dequeue_count)
+    """Apply a billing-engine event; bad input is set aside at once, storage trouble raises so the host retries."""
+    deps = dependencies()
+    body = msg.get_body()
+    event_id: str | None = None
+    event_type: str | None = None
+    try:
+        event = decode_payment_event(body)
+        event_id, event_type = event.id, event.type
+        _dispatch(deps, event)
+    except InvalidEventError as error:
+        _reject(deps, msg, body, error.reason, event_id=error.event_id, event_type=error.event_type)
+    except DomainError as error:
+        _reject(deps, msg, body, f"{type(error).__name__}: {error}", event_id=event_id, event_type=event_type)
+
+
+def _dispatch(deps: Dependencies, event: PaymentFailedEvent | PaymentReceivedEvent) -> None:
+    if isinstance(event, PaymentFailedEvent):
+        apply_payment_failed(deps, event)
+        return
+    # Imported on first use: a cold start that only sees payment.failed never loads the settlement services.
+    from shared.services.payment_received import apply_payment_received  # noqa: PLC0415
+
+    apply_payment_received(deps, event)
+
+
+def _reject(
+    deps: Dependencies,
+    msg: func.QueueMessage,
+    body: bytes,
+    reason: str,
+    *,
+    event_id: str | None,
+    event_type: str | None,
+) -> None:
+    rejection = record_rejection(
+        deps.storage,
+        body=body,
+        reason=reason,
+        at=deps.clock.now(),
+        event_id=event_id,
+        event_type=event_type,
+        message_id=msg.id,
+        dequeue_count=msg.dequeue_count,
+    )
+    log.warning("rejected event %s (rejection %s): %s", event_id or "(unreadable id)", rejection.id, reason)

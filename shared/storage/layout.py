@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.model import Account, Alert, Charge, PaymentMethod, ProcessedEvent, Subscription
 from shared.domain.outbox import LifecycleEvent, Notification
 from shared.domain.settlement import Settlement
@@ -20,7 +21,10 @@ from shared.domain.settlement import Settlement
 ACCOUNTS_TABLE = "accounts"
 DUE_TABLE = "due"
 AUDIT_TABLE = "audit"
-ALL_TABLES = (ACCOUNTS_TABLE, DUE_TABLE, AUDIT_TABLE)
+WEBHOOKS_TABLE = "webhooks"
+GATEWAY_TABLE = "gateway"
+REJECTIONS_TABLE = "rejections"
+ALL_TABLES = (ACCOUNTS_TABLE, DUE_TABLE, AUDIT_TABLE, REJECTIONS_TABLE, WEBHOOKS_TABLE, GATEWAY_TABLE)
 
 ROOT_ROW_KEY = "account"
 
@@ -34,6 +38,7 @@ ROW_KINDS: dict[str, tuple[type[BaseModel], str]] = {
     "out": (LifecycleEvent, "id"),
     "evt": (ProcessedEvent, "event_id"),
     "stl": (Settlement, "id"),
+    "idem": (IdempotencyRecord, "settlement_id"),
 }
 _PREFIX_BY_MODEL = {model: prefix for prefix, (model, _) in ROW_KINDS.items()}
 
