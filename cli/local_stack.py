@@ -17,6 +17,7 @@ from shared.bootstrap import dependencies
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST_PORT = 7071
+PORTAL_PORT = 7072
 
 
 def _listening(port: int) -> bool:
@@ -57,11 +58,21 @@ def _run(args: argparse.Namespace) -> int:
             _seed()
         command = [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(args.port)]
         # Its own session: a Ctrl-C reaches it once, from us, so it can finish in-flight work.
-        host = subprocess.Popen(command, start_new_session=True)  # noqa: S603 - our own interpreter and module
-        processes.append(host)
+        processes.append(subprocess.Popen(command, start_new_session=True))  # noqa: S603 - our own interpreter
+        portal = [
+            sys.executable,
+            "-m",
+            "portal",
+            "--port",
+            str(args.portal_port),
+            "--api",
+            f"http://127.0.0.1:{args.port}/api",
+        ]
+        processes.append(subprocess.Popen(portal, start_new_session=True))  # noqa: S603 - our own interpreter
         print(
             f"\nLocal host: http://127.0.0.1:{args.port}/api (function key: LOCAL_FUNCTION_KEY, default "
             "'pastdue-local-key')\n"
+            f"Portal (settle balance, emails): http://127.0.0.1:{args.portal_port}/\n"
             f"Try: curl http://127.0.0.1:{args.port}/api/health\n"
             "Emails land in .outbox/ as .eml files. Ctrl-C stops everything.\n"
         )
@@ -87,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = subparsers.add_parser("run-local", help="run Azurite, demo data and the local host together")
     run.add_argument("--port", type=int, default=HOST_PORT, help="HTTP port of the local host (default 7071)")
+    run.add_argument("--portal-port", type=int, default=PORTAL_PORT, help="port of the demo portal (default 7072)")
     run.add_argument("--data", type=Path, default=REPO_ROOT / ".azurite", help="where Azurite keeps its data")
     run.add_argument("--no-demo", action="store_true", help="do not create the demo accounts")
     run.set_defaults(handler=_run)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs, once: a Python virtual environment and Azurite from npm (pinned).
 # Re-running is cheap: each step is skipped while its lock file is unchanged.
+# `--browser` also installs Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +27,13 @@ npm_wanted=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -x node_modules/.bin/azurite ] || [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_wanted" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$npm_wanted" > "$npm_stamp"
+fi
+
+if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "Installing Chromium from Debian's packages for the browser tests..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "Chromium is missing (/usr/bin/chromium); run: sudo apt-get install chromium" >&2
+  fi
 fi

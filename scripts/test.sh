@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. `scripts/test.sh tests/unit -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --browser
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
