@@ -16,7 +16,7 @@ from typing import Protocol
 
 from shared.domain.clock import Clock
 from shared.domain.outbox import LifecycleEvent, Notification
-from shared.email import EmailRenderer, EmailSender, OutgoingEmail, SendStatus
+from shared.email import EmailRenderer, EmailRenderingError, EmailSender, OutgoingEmail, SendOutcome, SendStatus
 from shared.storage.account_store import AccountPartition, AccountStore, with_fresh_partition
 from shared.storage.due_index import DueIndex
 
@@ -73,17 +73,22 @@ def deliver(outbox: Outbox, account_id: str, partition: AccountPartition | None 
 
 
 def _send(outbox: Outbox, account_id: str, notification: Notification, report: DeliveryReport) -> None:
-    rendered = outbox.renderer.render(notification.template, notification.locale, notification.context)
-    outcome = outbox.email.send(
-        OutgoingEmail(
-            operation_id=_operation_id(account_id, notification),
-            to_address=notification.to_address,
-            to_name=None,
-            subject=rendered.subject,
-            plain_text=rendered.plain_text,
-            html=rendered.html,
+    try:
+        rendered = outbox.renderer.render(notification.template, notification.locale, notification.context)
+    except EmailRenderingError as error:
+        # A template bug would fail the same way on every retry; set this email aside, deliver the others.
+        outcome = SendOutcome.failed(f"rendering: {type(error).__name__}")
+    else:
+        outcome = outbox.email.send(
+            OutgoingEmail(
+                operation_id=_operation_id(account_id, notification),
+                to_address=notification.to_address,
+                to_name=None,
+                subject=rendered.subject,
+                plain_text=rendered.plain_text,
+                html=rendered.html,
+            )
         )
-    )
     now = outbox.clock.now()
     if outcome.status is SendStatus.SENT:
         updated = notification.mark_sent(outcome.message_id, now)
