@@ -89,7 +89,7 @@ def describe(action: RetentionAction) -> str:
         RetentionActionKind.DELETED: "Deleted (tombstone, subscription.deleted)",
         RetentionActionKind.PURGED: "data purged, audit record written",
         RetentionActionKind.REENABLED: "re-enabled: all charges paid (subscription.enabled)",
-        RetentionActionKind.SUPERSEDED: f"{action.milestone} skipped: a later step covers it",
+        RetentionActionKind.SUPERSEDED: f"{action.milestone} ({action.offset_days} d) skipped: a later step covers it",
         RetentionActionKind.NOTICE_WITHDRAWN: "unsent notice withdrawn: the balance was settled",
     }
     return descriptions[action.kind]

@@ -10,6 +10,7 @@ from typing import Any
 from shared.adapters.lifecycle_queue import QueueLifecyclePublisher
 from shared.domain.clock import Clock, SystemClock
 from shared.email import AcsEmailSender, EmailRenderer, EmailSender, OutboxEmailSender
+from shared.payments import PaymentGateway, SandboxGateway
 from shared.services.outbox import Outbox
 from shared.settings import Settings
 from shared.storage.account_store import AccountStore
@@ -25,6 +26,7 @@ class Dependencies:
     accounts: AccountStore
     due: DueIndex
     outbox: Outbox
+    gateway: PaymentGateway
 
 
 def email_sender(settings: Settings) -> EmailSender:
@@ -39,6 +41,7 @@ def build(
     clock: Clock | None = None,
     request_hook: Callable[[Any], None] | None = None,
     email: EmailSender | None = None,
+    gateway: PaymentGateway | None = None,
 ) -> Dependencies:
     """Real adapters for `settings`; tests and benchmarks pass their own clock, request counter or sender."""
     clock = clock or SystemClock()
@@ -56,7 +59,15 @@ def build(
         events=QueueLifecyclePublisher(connection_string, settings.lifecycle_queue, **hook_options),
         clock=clock,
     )
-    return Dependencies(settings=settings, clock=clock, storage=storage, accounts=accounts, due=due, outbox=outbox)
+    return Dependencies(
+        settings=settings,
+        clock=clock,
+        storage=storage,
+        accounts=accounts,
+        due=due,
+        outbox=outbox,
+        gateway=gateway or SandboxGateway(storage, clock=clock),
+    )
 
 
 @functools.cache

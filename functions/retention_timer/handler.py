@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import azure.functions as func
 
+from shared.bootstrap import dependencies
+from shared.services.retention import run_retention
 from shared.settings import Settings
 
 bp = func.Blueprint()
@@ -13,4 +16,14 @@ log = logging.getLogger(__name__)
 @bp.function_name("retention")
 @bp.timer_trigger(arg_name="timer", schedule=Settings.load().retention_schedule, run_on_startup=False)
 def retention(timer: func.TimerRequest) -> None:
-    log.info("retention run (past due: %s)", timer.past_due)
+    """Run every retention step that is due; what the time budget leaves over stays due for the next run."""
+    if timer.past_due:
+        # The occurrence started late (host down or busy); the run catches up on everything due since.
+        log.warning("retention run started late (timer.past_due)")
+    deps = dependencies()
+    report = run_retention(
+        deps,
+        now=deps.clock.now(),
+        time_budget=timedelta(seconds=deps.settings.retention_time_budget_seconds),
+    )
+    log.info("retention run finished: %s", {"past_due": timer.past_due, **report.summary()})

@@ -1,10 +1,34 @@
+"""HTTP routes of the portal's settle-balance flow; each decodes, calls one service and maps the answer."""
+
 from __future__ import annotations
 
 import json
+import re
 
 import azure.functions as func
 
+from functions.settle_http.models import (
+    IDEMPOTENCY_KEY_PATTERN,
+    NotificationEmailRequest,
+    OverviewRequest,
+    QuoteRequest,
+    SettleRequest,
+)
+from functions.settle_http.pipeline import handle
+from functions.settle_http.problems import MISSING_IDEMPOTENCY_KEY, FieldError, json_response, problem
+from shared.bootstrap import Dependencies
+from shared.domain.settlement import SettlementStatus
+from shared.services.settlement import (
+    PaymentMethodNotFoundError,
+    SettleCommand,
+    account_overview,
+    notification_email,
+    quote_settlement,
+    settle_balance,
+)
+
 bp = func.Blueprint()
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 @bp.function_name("health")
@@ -12,3 +36,68 @@ bp = func.Blueprint()
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness for load balancers and the local host's smoke test; touches no storage."""
     return func.HttpResponse(json.dumps({"status": "ok"}), mimetype="application/json")
+
+
+@bp.function_name("settlement_overview")
+@bp.route(route="accounts/{accountId}/overview", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def overview(req: func.HttpRequest) -> func.HttpResponse:
+    """Subscriptions, outstanding amounts, open alerts and whether settle balance applies."""
+
+    def run(deps: Dependencies, account_id: str, body: OverviewRequest) -> func.HttpResponse:
+        return json_response(account_overview(deps, account_id, body.principal_id).to_wire())
+
+    return handle(req, OverviewRequest, run)
+
+
+@bp.function_name("settlement_quote")
+@bp.route(route="accounts/{accountId}/settlement/quote", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def quote(req: func.HttpRequest) -> func.HttpResponse:
+    """The total to pay at once, line by line, with a version that detects a stale quote."""
+
+    def run(deps: Dependencies, account_id: str, body: QuoteRequest) -> func.HttpResponse:
+        result = quote_settlement(deps, account_id, body.principal_id, body.subscription_id, body.payment_method_id)
+        return json_response(result.to_wire())
+
+    return handle(req, QuoteRequest, run)
+
+
+@bp.function_name("settlement_settle")
+@bp.route(route="accounts/{accountId}/settlement", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def settle(req: func.HttpRequest) -> func.HttpResponse:
+    """Pay the whole balance once per Idempotency-Key: 200 succeeded or declined, 202 pending."""
+
+    def run(deps: Dependencies, account_id: str, body: SettleRequest) -> func.HttpResponse:
+        key = req.headers.get("idempotency-key") or ""
+        if not _IDEMPOTENCY_KEY.fullmatch(key):
+            return problem(
+                MISSING_IDEMPOTENCY_KEY,
+                "send a unique Idempotency-Key (1-255 printable ASCII characters) with each payment attempt",
+                [FieldError("missing or not 1-255 printable ASCII characters", header="Idempotency-Key")],
+            )
+        command = SettleCommand(
+            account_id=account_id,
+            principal_id=body.principal_id,
+            subscription_id=body.subscription_id,
+            payment=body.payment_method.to_choice(),
+            expected_total=body.expected_total.to_money(),
+            quote_version=body.quote_version,
+            idempotency_key=key,
+        )
+        outcome = settle_balance(deps, command)
+        status = 202 if outcome.status is SettlementStatus.PENDING else 200
+        headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+        return json_response(outcome.to_wire(), status, headers)
+
+    return handle(req, SettleRequest, run, pointers={PaymentMethodNotFoundError: "#/paymentMethod/id"})
+
+
+@bp.function_name("settlement_notification_email")
+@bp.route(route="accounts/{accountId}/notification-email", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def notification_email_route(req: func.HttpRequest) -> func.HttpResponse:
+    """Read the billing notification address and the last notifications' status, or change the address."""
+
+    def run(deps: Dependencies, account_id: str, body: NotificationEmailRequest) -> func.HttpResponse:
+        view = notification_email(deps, account_id, body.principal_id, body.notification_email)
+        return json_response(view.to_wire())
+
+    return handle(req, NotificationEmailRequest, run)

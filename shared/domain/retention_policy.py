@@ -33,6 +33,10 @@ class RetentionPolicy(Frozen):
     deletion_warning_days: tuple[int, ...] = (30, 7, 1)
     retention_days: int = Field(default=MINIMUM_RETENTION_DAYS, ge=MINIMUM_RETENTION_DAYS)
 
+    @property
+    def effective_retention_days(self) -> int:
+        return max(self.retention_days, MINIMUM_RETENTION_DAYS)
+
 
 class Milestone(Frozen):
     kind: MilestoneKind
@@ -41,16 +45,45 @@ class Milestone(Frozen):
     offset_days: int = 0
 
 
+class DueMilestones(Frozen):
+    """What a run at one moment must do for one subscription, and what it skips because a later step covers it."""
+
+    actionable: tuple[Milestone, ...] = ()
+    superseded: tuple[Milestone, ...] = ()
+
+
+# A due milestone of one of these kinds makes earlier due notices of the listed kinds pointless.
+_SUPERSEDES: dict[MilestoneKind, frozenset[MilestoneKind]] = {
+    MilestoneKind.WARN: frozenset({MilestoneKind.REMINDER}),
+    MilestoneKind.DISABLE: frozenset({MilestoneKind.REMINDER, MilestoneKind.WARN}),
+    MilestoneKind.DELETE: frozenset({MilestoneKind.DELETION_WARNING}),
+}
+_REPEATED_NOTICES = frozenset({MilestoneKind.REMINDER, MilestoneKind.DELETION_WARNING})
+
+
 def cancellation_date(subscription: Subscription, policy: RetentionPolicy) -> datetime | None:
     if subscription.past_due_since is None:
         return None
     return subscription.past_due_since + timedelta(days=policy.grace_period_days)
 
 
+def earliest_deletion(subscription: Subscription) -> datetime | None:
+    """The first moment the data may go, whatever the policy: the service ended `MINIMUM_RETENTION_DAYS` ago."""
+    if subscription.disabled_at is None:
+        return None
+    return subscription.disabled_at + timedelta(days=MINIMUM_RETENTION_DAYS)
+
+
 def deletion_date(subscription: Subscription, policy: RetentionPolicy) -> datetime | None:
     if subscription.disabled_at is None:
         return None
-    return subscription.disabled_at + timedelta(days=max(policy.retention_days, MINIMUM_RETENTION_DAYS))
+    return subscription.disabled_at + timedelta(days=policy.effective_retention_days)
+
+
+def deletion_allowed(subscription: Subscription, now: datetime) -> bool:
+    """The last guard before deleting: disabled, and disabled at least `MINIMUM_RETENTION_DAYS` ago."""
+    earliest = earliest_deletion(subscription)
+    return subscription.state is SubscriptionState.DISABLED and earliest is not None and now >= earliest
 
 
 def milestones(subscription: Subscription, policy: RetentionPolicy) -> list[Milestone]:
@@ -73,9 +106,27 @@ def milestones(subscription: Subscription, policy: RetentionPolicy) -> list[Mile
         steps += [
             Milestone(kind=MilestoneKind.DELETION_WARNING, at=delete_at - timedelta(days=days), offset_days=days)
             for days in policy.deletion_warning_days
+            if days < policy.effective_retention_days
         ]
         steps.append(Milestone(kind=MilestoneKind.DELETE, at=delete_at))
     return sorted(steps, key=lambda milestone: milestone.at)
+
+
+def due_milestones(subscription: Subscription, policy: RetentionPolicy, now: datetime) -> DueMilestones:
+    """The milestones due at `now`, minus the notices a later due one makes pointless (a late run catching up).
+
+    Of the reminders (and of the deletion warnings) only the latest due one counts; a due warning or cancellation
+    covers the reminders, a due cancellation covers the warning, a due deletion covers the deletion warnings.
+    """
+    due = [milestone for milestone in milestones(subscription, policy) if milestone.at <= now]
+    covered = {kind for milestone in due for kind in _SUPERSEDES.get(milestone.kind, frozenset())}
+    latest_notice = {milestone.kind: milestone for milestone in due if milestone.kind in _REPEATED_NOTICES}
+    actionable: list[Milestone] = []
+    superseded: list[Milestone] = []
+    for milestone in due:
+        stale = milestone.kind in _REPEATED_NOTICES and latest_notice[milestone.kind] is not milestone
+        (superseded if stale or milestone.kind in covered else actionable).append(milestone)
+    return DueMilestones(actionable=tuple(actionable), superseded=tuple(superseded))
 
 
 def next_review_at(subscriptions: Iterable[Subscription], policy: RetentionPolicy, after: datetime) -> datetime | None:

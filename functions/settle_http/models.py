@@ -1,0 +1,78 @@
+"""Request bodies of the settle-balance API: camelCase, unknown fields refused, amounts as decimal strings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic.alias_generators import to_camel
+
+from shared.domain.model import EmailAddress, Identifier
+from shared.domain.money import MINOR_UNIT_EXPONENTS, Currency, Money
+from shared.events.payment_events import DecimalAmount
+from shared.services.settlement import PaymentChoice
+
+MAX_BODY_BYTES = 64 * 1024
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)
+
+
+class PrincipalRequest(RequestModel):
+    principal_id: Identifier
+
+
+class OverviewRequest(PrincipalRequest):
+    pass
+
+
+class QuoteRequest(PrincipalRequest):
+    subscription_id: Identifier
+    payment_method_id: Identifier | None = None
+
+
+# The currencies we bill in, spelled out for the OpenAPI document (the validator is Currency's own).
+BilledCurrency = Annotated[Currency, WithJsonSchema({"type": "string", "enum": sorted(MINOR_UNIT_EXPONENTS)})]
+
+
+class MoneyAmount(RequestModel):
+    amount: DecimalAmount
+    currency: BilledCurrency
+
+    @model_validator(mode="after")
+    def _fits_currency(self) -> MoneyAmount:
+        Money.parse(self.amount, self.currency)
+        return self
+
+    def to_money(self) -> Money:
+        return Money.parse(self.amount, self.currency)
+
+
+class PaymentMethodChoice(RequestModel):
+    """`{"id": ...}` (a method on file), `{"token": ...}` (a new card) or `{"kind": "invoice"}`."""
+
+    id: Identifier | None = None
+    token: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_\-]+$")
+    kind: Literal["invoice"] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PaymentMethodChoice:
+        if sum(value is not None for value in (self.id, self.token, self.kind)) != 1:
+            raise ValueError('give exactly one of "id", "token" or "kind": "invoice"')
+        return self
+
+    def to_choice(self) -> PaymentChoice:
+        return PaymentChoice(payment_method_id=self.id, token=self.token, invoice=self.kind == "invoice")
+
+
+class SettleRequest(PrincipalRequest):
+    subscription_id: Identifier
+    payment_method: PaymentMethodChoice
+    expected_total: MoneyAmount
+    quote_version: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class NotificationEmailRequest(PrincipalRequest):
+    notification_email: EmailAddress | None = None

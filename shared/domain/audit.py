@@ -1,0 +1,35 @@
+"""What stays after a subscription's data is deleted: ids, dates, amounts and the reason; no personal data."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from shared.domain.lifecycle import TransitionReason
+from shared.domain.model import ChargeStatus, Frozen, Identifier
+from shared.domain.money import Money
+
+
+class AuditedCharge(Frozen):
+    invoice_id: Identifier
+    amount: Money
+    due_date: date
+    status: ChargeStatus
+    paid_at: datetime | None = None
+    settlement_id: str | None = None
+
+
+class DeletionRecord(Frozen):
+    """The audit record of one deleted subscription, written once before its data is purged."""
+
+    account_id: Identifier
+    subscription_id: Identifier
+    service: str
+    reason: TransitionReason = TransitionReason.RETENTION_ENDED
+    past_due_since: datetime | None
+    disabled_at: datetime | None
+    deleted_at: datetime
+    purged_at: datetime
+    charges: tuple[AuditedCharge, ...] = ()
+    outstanding: tuple[Money, ...] = ()
+    settlement_ids: tuple[str, ...] = ()
+    payment_method_ids: tuple[str, ...] = ()

@@ -1,0 +1,252 @@
+"""What the settle-balance services answer: camelCase views with decimal-string amounts, built from a partition.
+
+The quote is built here, purely, from an account partition: the settle rule itself lives in
+shared/domain/settlement.py; this module only arranges its result for the portal and versions it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic.alias_generators import to_camel
+
+from shared.domain.lifecycle import SubscriptionState
+from shared.domain.model import (
+    AlertKind,
+    Charge,
+    DeclineReason,
+    PaymentMethodKind,
+    PaymentMethodStatus,
+    Subscription,
+)
+from shared.domain.money import Money, total
+from shared.domain.outbox import NotificationStatus
+from shared.domain.settlement import Settlement, SettlementScope, SettlementStatus, failed_method_of
+from shared.storage.account_store import AccountPartition
+from shared.storage.layout import row_key
+
+QUOTE_VERSION_PREFIX = "q1-"
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    def to_wire(self) -> dict[str, JsonValue]:
+        wire: dict[str, JsonValue] = self.model_dump(mode="json", by_alias=True)
+        return wire
+
+
+class MoneyView(View):
+    amount: str
+    currency: str
+
+    @classmethod
+    def of(cls, money: Money) -> MoneyView:
+        return cls(amount=money.amount, currency=money.currency)
+
+
+class SubscriptionView(View):
+    id: str
+    name: str
+    service: str
+    state: SubscriptionState
+    payment_method_id: str
+    outstanding: MoneyView
+    can_settle: bool
+    past_due_since: datetime | None = None
+
+
+class AlertView(View):
+    id: str
+    kind: AlertKind
+    payment_method_id: str | None
+    subscription_ids: tuple[str, ...]
+    created_at: datetime
+    effective_date: date | None
+
+
+class PaymentMethodView(View):
+    id: str
+    kind: PaymentMethodKind
+    brand: str | None
+    last4: str | None
+    status: PaymentMethodStatus
+    failed_reason: DeclineReason | None
+
+
+class Overview(View):
+    account_id: str
+    currency: str
+    subscriptions: tuple[SubscriptionView, ...]
+    alerts: tuple[AlertView, ...]
+    payment_methods: tuple[PaymentMethodView, ...]
+
+
+class QuoteLine(View):
+    subscription_id: str
+    subscription_name: str | None
+    service: str
+    invoice_id: str
+    amount: str
+    currency: str
+    payment_method_id: str
+    due_date: date
+
+
+class Quote(View):
+    quote_version: str
+    subscription_id: str
+    failed_payment_method_id: str
+    selected_payment_method_id: str
+    total: MoneyView
+    lines: tuple[QuoteLine, ...]
+    pending_settlement_id: str | None = None
+
+
+class Remittance(View):
+    beneficiary: str
+    iban: str
+    bic: str
+    reference: str
+    amount: str
+    currency: str
+
+
+class SettlementOutcome(View):
+    settlement_id: str
+    status: SettlementStatus
+    reason: str | None
+    charged: MoneyView
+    total: MoneyView
+    paid_invoices: tuple[str, ...]
+    reenabled_subscriptions: tuple[str, ...]
+    switched_subscriptions: tuple[str, ...]
+    active_payment_method_id: str
+    remittance: Remittance | None = None
+    # Not part of the body: the HTTP layer turns it into the Idempotent-Replayed header.
+    replayed: bool = Field(default=False, exclude=True)
+
+
+class NotificationStatusView(View):
+    id: str
+    template: str
+    status: NotificationStatus
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+
+
+class NotificationEmailView(View):
+    notification_email: str
+    locale: str
+    changed: bool
+    last_notifications: tuple[NotificationStatusView, ...]
+
+
+def overview_of(partition: AccountPartition) -> Overview:
+    """Subscriptions with what they owe and whether settle balance applies; open alerts; payment methods."""
+    assert partition.account is not None
+    currency = partition.account.currency
+    charges = partition.charges
+    subscriptions = tuple(
+        SubscriptionView(
+            id=subscription.id,
+            name=subscription.name,
+            service=subscription.service,
+            state=subscription.state,
+            payment_method_id=subscription.payment_method_id,
+            outstanding=MoneyView.of(
+                total(
+                    [c.amount for c in charges if c.is_outstanding and c.subscription_id == subscription.id], currency
+                )
+            ),
+            can_settle=can_settle(subscription, charges),
+            past_due_since=subscription.past_due_since,
+        )
+        for subscription in sorted(partition.subscriptions, key=lambda s: s.id)
+    )
+    alerts = tuple(
+        AlertView(
+            id=alert.id,
+            kind=alert.kind,
+            payment_method_id=alert.payment_method_id,
+            subscription_ids=alert.subscription_ids,
+            created_at=alert.created_at,
+            effective_date=alert.effective_date,
+        )
+        for alert in sorted(partition.alerts, key=lambda a: (a.created_at, a.id))
+        if alert.is_open
+    )
+    methods = tuple(
+        PaymentMethodView(
+            id=method.id,
+            kind=method.kind,
+            brand=method.brand,
+            last4=method.last4,
+            status=method.status,
+            failed_reason=method.failed_reason,
+        )
+        for method in sorted(partition.payment_methods, key=lambda m: m.id)
+    )
+    return Overview(
+        account_id=partition.account_id,
+        currency=currency,
+        subscriptions=subscriptions,
+        alerts=alerts,
+        payment_methods=methods,
+    )
+
+
+def can_settle(subscription: Subscription, charges: list[Charge]) -> bool:
+    return subscription.state is not SubscriptionState.DELETED and failed_method_of(subscription, charges) is not None
+
+
+def quote_of(partition: AccountPartition, subscription_id: str, scope: SettlementScope) -> Quote:
+    """The scope as the portal shows it, versioned by its content and the ETags of the rows it was read from."""
+    names = {s.id: s.name for s in partition.subscriptions}
+    lines = tuple(
+        QuoteLine(
+            subscription_id=charge.subscription_id,
+            subscription_name=names.get(charge.subscription_id),
+            service=charge.service,
+            invoice_id=charge.invoice_id,
+            amount=charge.amount.amount,
+            currency=charge.amount.currency,
+            payment_method_id=charge.payment_method_id,
+            due_date=charge.due_date,
+        )
+        for charge in scope.charges
+    )
+    pending = pending_settlements(partition, scope.invoice_ids)
+    return Quote(
+        quote_version=quote_version(partition, scope),
+        subscription_id=subscription_id,
+        failed_payment_method_id=scope.failed_payment_method_id,
+        selected_payment_method_id=scope.selected_payment_method_id,
+        total=MoneyView.of(scope.total),
+        lines=lines,
+        pending_settlement_id=pending[0].id if pending else None,
+    )
+
+
+def pending_settlements(partition: AccountPartition, invoice_ids: tuple[str, ...]) -> list[Settlement]:
+    """Pending settlements that cover any of these charges, oldest first."""
+    wanted = set(invoice_ids)
+    return sorted(
+        (s for s in partition.all(Settlement) if s.status is SettlementStatus.PENDING and wanted & set(s.invoice_ids)),
+        key=lambda s: (s.created_at, s.id),
+    )
+
+
+def quote_version(partition: AccountPartition, scope: SettlementScope) -> str:
+    """Changes whenever the total, the lines or any row they were read from changes; unrelated writes leave it."""
+    digest = hashlib.sha256()
+    for part in (scope.failed_payment_method_id, scope.selected_payment_method_id, str(scope.total)):
+        digest.update(part.encode() + b"\n")
+    for charge in scope.charges:
+        etag = partition.etags.get(row_key(Charge, charge.invoice_id), "")
+        digest.update(f"{charge.invoice_id}|{charge.amount}|{charge.payment_method_id}|{etag}\n".encode())
+    return QUOTE_VERSION_PREFIX + digest.hexdigest()[:24]

@@ -1,0 +1,186 @@
+"""The portal's side: signed HTTP calls over the wire to the local host (`python -m devhost`) with the function key."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devhost.azurite import REPO_ROOT, AzuriteProcess, free_port
+from shared.storage.account_store import AccountStore
+from shared.storage.tables import TableStorage
+from tests.support.settlement_data import ADMIN, PortalSigner, body_of, settle_body, shared_card_account
+
+pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
+
+FUNCTION_KEY = "settlement-e2e-key"
+LIFECYCLE_QUEUE = "lifecycle-settlement-e2e"
+
+
+@dataclass
+class LocalHost:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+    outbox_dir: Path
+    connection_string: str
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def wait_for(condition: Callable[[], bool], what: str, host: LocalHost, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if host.process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}; host log:\n{host.log.read_text(encoding='utf-8')}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def local_host(azurite: AzuriteProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHost]:
+    directory = tmp_path_factory.mktemp("settlement-e2e")
+    settings = directory / "local.settings.json"
+    settings.write_text(json.dumps({"IsEncrypted": False, "Values": {}}), encoding="utf-8")
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"ACS_CONNECTION_STRING", "PORTAL_WEBHOOK_SECRET"}},
+        "AzureWebJobsStorage": azurite.connection_string,
+        "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
+        "OUTBOX_DIR": str(directory / "outbox"),
+        "LIFECYCLE_QUEUE": LIFECYCLE_QUEUE,
+    }
+    port = free_port()
+    log = directory / "host.log"
+    command = [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(port)]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*command, "--settings", str(settings)], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file
+        )
+    host = LocalHost(process, f"http://127.0.0.1:{port}", log, directory / "outbox", azurite.connection_string)
+    try:
+        wait_for(lambda: "Host started" in log.read_text(encoding="utf-8"), "the host to start", host)
+        yield host
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def account_id(local_host: LocalHost) -> str:
+    storage = TableStorage(local_host.connection_string)
+    storage.ensure_tables()
+    return shared_card_account().write(AccountStore(storage)).id
+
+
+def post(
+    host: LocalHost,
+    path: str,
+    payload: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+    function_key: str | None = FUNCTION_KEY,
+) -> Reply:
+    raw = body_of(payload)
+    # The host runs on the system clock, so the portal signs with the current time, as a real portal does.
+    signer = PortalSigner(at=datetime.fromtimestamp(int(time.time()), UTC))
+    all_headers = {**signer.headers(raw), **(headers or {})}
+    if function_key is not None:
+        all_headers["x-functions-key"] = function_key
+    call = urllib.request.Request(f"{host.base_url}/api{path}", data=raw, method="POST", headers=all_headers)
+    try:
+        with urllib.request.urlopen(call, timeout=30) as reply:
+            return Reply(reply.status, dict(reply.headers), json.loads(reply.read()))
+    except urllib.error.HTTPError as error:
+        content = error.read()
+        try:
+            document = json.loads(content)
+        except json.JSONDecodeError:
+            document = {"raw": content.decode(errors="replace")}
+        return Reply(error.code, dict(error.headers), document)
+
+
+def test_health_answers_without_a_key(local_host: LocalHost) -> None:
+    with urllib.request.urlopen(f"{local_host.base_url}/api/health", timeout=10) as reply:
+        assert (reply.status, json.loads(reply.read())) == (200, {"status": "ok"})
+
+
+def test_a_call_without_the_function_key_is_refused_by_the_host(local_host: LocalHost, account_id: str) -> None:
+    reply = post(local_host, f"/accounts/{account_id}/overview", {"principalId": ADMIN}, function_key=None)
+
+    assert reply.status == 401
+
+
+def test_an_unsigned_call_is_a_401_problem_over_the_wire(local_host: LocalHost, account_id: str) -> None:
+    reply = post(
+        local_host,
+        f"/accounts/{account_id}/overview",
+        {"principalId": ADMIN},
+        headers={"webhook-signature": "v1,AAAA"},
+    )
+
+    assert reply.status == 401
+    assert reply.headers["Content-Type"].startswith("application/problem+json")
+    assert reply.body["errors"][0]["header"] == "webhook-signature"
+
+
+def test_the_portal_flow_overview_quote_settle_and_replay(local_host: LocalHost, account_id: str) -> None:
+    overview = post(local_host, f"/accounts/{account_id}/overview", {"principalId": ADMIN})
+    assert overview.status == 200
+    assert {s["id"] for s in overview.body["subscriptions"] if s["canSettle"]} == {"sub-a", "sub-b"}
+
+    quote = post(
+        local_host, f"/accounts/{account_id}/settlement/quote", {"principalId": ADMIN, "subscriptionId": "sub-a"}
+    )
+    assert quote.status == 200
+    assert quote.body["total"] == {"amount": "69.95", "currency": "EUR"}
+
+    key = {"Idempotency-Key": f"e2e-{uuid.uuid4().hex}"}
+    payload = settle_body(quoteVersion=quote.body["quoteVersion"], amount=quote.body["total"]["amount"])
+    settled = post(local_host, f"/accounts/{account_id}/settlement", payload, headers=key)
+    assert settled.status == 200, settled.body
+    assert settled.body["status"] == "succeeded"
+    assert settled.body["reenabledSubscriptions"] == ["sub-a", "sub-b"]
+
+    replay = post(local_host, f"/accounts/{account_id}/settlement", payload, headers=key)
+    assert replay.status == 200
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    assert replay.body == settled.body
+
+    after = post(local_host, f"/accounts/{account_id}/overview", {"principalId": ADMIN})
+    assert {s["id"]: s["state"] for s in after.body["subscriptions"]}["sub-a"] == "Enabled"
+    assert after.body["alerts"] == []
+    receipts = [p for p in local_host.outbox_dir.glob("*.eml") if account_id in p.read_text(errors="replace")]
+    assert len(receipts) == 1
+
+
+def test_a_partial_payment_is_refused_with_the_full_quote_over_the_wire(local_host: LocalHost, account_id: str) -> None:
+    reply = post(
+        local_host,
+        f"/accounts/{account_id}/settlement",
+        settle_body(amount="49.95"),
+        headers={"Idempotency-Key": f"e2e-{uuid.uuid4().hex}"},
+    )
+
+    assert reply.status == 409
+    assert reply.body["quote"]["total"]["amount"] == "69.95"
