@@ -18,10 +18,12 @@ from pydantic import Field
 
 from shared.bootstrap import Dependencies
 from shared.domain.errors import ConcurrencyError, TransientStorageError
-from shared.domain.model import Frozen
+from shared.domain.model import Frozen, PaymentMethodKind
 from shared.domain.retention_policy import RetentionPolicy
-from shared.services.outbox import deliver
+from shared.domain.settlement import Settlement, SettlementStatus
+from shared.services.outbox import deliver, schedule_recovery
 from shared.services.retention_plan import AccountPlan, RetentionAction, RetentionActionKind, plan_account
+from shared.services.settlement import reconcile_settlements
 from shared.settings import retention_policy
 from shared.storage.account_store import AccountPartition
 from shared.storage.audit_log import AuditLog
@@ -149,6 +151,8 @@ def _review_account(run: _Run, account_id: str, tally: _Tally) -> DueEntry | Non
     """Apply everything due to one account; returns the due entry of its next review, if it has one."""
     deps = run.deps
     partition = deps.accounts.load(account_id)
+    if not run.dry_run and _pending_card_settlements(partition):
+        partition = _finish_pending_settlements(run, account_id)
     scheduled: DueEntry | None = None
     for _ in range(MAX_ROUNDS):
         plan = plan_account(partition, run.policy, run.now, portal_url=deps.settings.portal_base_url)
@@ -175,6 +179,23 @@ def _review_account(run: _Run, account_id: str, tally: _Tally) -> DueEntry | Non
     tally.emails_retrying += len(delivery.retrying)
     tally.events_published += len(delivery.published)
     return scheduled
+
+
+def _pending_card_settlements(partition: AccountPartition) -> list[Settlement]:
+    return [
+        settlement
+        for settlement in partition.all(Settlement)
+        if settlement.status is SettlementStatus.PENDING and settlement.payment_method_kind is PaymentMethodKind.CARD
+    ]
+
+
+def _finish_pending_settlements(run: _Run, account_id: str) -> AccountPartition:
+    """A card charge whose outcome was unknown (gateway timeout, crash) is completed from the gateway's record."""
+    reconcile_settlements(run.deps, account_id)
+    partition = run.deps.accounts.load(account_id)
+    if _pending_card_settlements(partition):
+        schedule_recovery(run.deps.outbox, account_id)
+    return partition
 
 
 def _commit(run: _Run, partition: AccountPartition, plan: AccountPlan) -> None:

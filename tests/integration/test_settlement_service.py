@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from shared.domain.money import Money
 from shared.domain.outbox import Notification, NotificationStatus
 from shared.domain.settlement import Settlement, SettlementStatus
 from shared.payments.gateway import SandboxGateway
+from shared.services.retention import run_retention
 from shared.services.settlement import (
+    PENDING_CHARGE_EXPIRY,
     AccountNotFoundError,
     IdempotencyKeyReusedError,
     InvalidNotificationEmailError,
@@ -307,6 +310,24 @@ def test_a_gateway_timeout_leaves_the_payment_pending_until_a_retry_looks_it_up(
     assert charges_of(deps, {settlement_id_for(account.id, "key-t")}) == 1
     assert states(load(deps, account))["sub-a"][0] is SubscriptionState.ENABLED
     assert len(sent_emails(deps)) == 1
+
+
+def test_a_payment_whose_outcome_was_unknown_is_completed_by_the_next_retention_run(
+    deps: Dependencies, account: AccountData, clock: FixedClock
+) -> None:
+    command = settle_command(account.id, "key-rt", payment=PaymentChoice(token="tok_timeout"))
+    assert settle_balance(deps, command).status is SettlementStatus.PENDING
+
+    clock.advance(PENDING_CHARGE_EXPIRY + timedelta(minutes=1))
+    run_retention(deps, now=clock.now(), time_budget=timedelta(minutes=1))
+
+    settlement = load(deps, account).get(Settlement, settlement_id_for(account.id, "key-rt"))
+    assert settlement is not None
+    assert settlement.status is SettlementStatus.SUCCEEDED
+    assert states(load(deps, account))["sub-a"][0] is SubscriptionState.ENABLED
+    assert charges_of(deps, {settlement.id}) == 1
+    assert settle_balance(deps, command).status is SettlementStatus.SUCCEEDED  # the portal's retry: no new charge
+    assert charges_of(deps, {settlement.id}) == 1
 
 
 # --- idempotency keys -----------------------------------------------------------------------------------------
