@@ -28,6 +28,7 @@ from shared.settings import retention_policy
 from shared.storage.account_store import AccountPartition
 from shared.storage.audit_log import AuditLog
 from shared.storage.due_index import DueEntry, whole_second_up
+from shared.webhooks import WebhookLedger
 
 log = logging.getLogger(__name__)
 # Rounds per account: the milestone commit, the purge commit after a deletion, and retries after lost races.
@@ -46,6 +47,7 @@ class RetentionReport(Frozen):
     emails_sent: int = 0
     emails_retrying: int = 0
     events_published: int = 0
+    webhook_ids_purged: int = 0
     counts: dict[RetentionActionKind, int] = Field(default_factory=dict)
     actions: tuple[RetentionAction, ...] = ()
 
@@ -59,6 +61,7 @@ class RetentionReport(Frozen):
             "budget_exhausted": self.budget_exhausted,
             "emails_sent": self.emails_sent,
             "emails_retrying": self.emails_retrying,
+            "webhook_ids_purged": self.webhook_ids_purged,
             "events_published": self.events_published,
             **{kind.value: count for kind, count in sorted(self.counts.items())},
         }
@@ -77,6 +80,7 @@ class _Tally:
     emails_sent: int = 0
     emails_retrying: int = 0
     events_published: int = 0
+    webhook_ids_purged: int = 0
     actions: list[RetentionAction] = field(default_factory=list)
 
 
@@ -118,6 +122,8 @@ def run_retention(
         outcome = reviewed[entry.account_id]
         if not dry_run and outcome.completed and outcome.next_entry != entry:
             deps.due.remove(entry)
+    if not dry_run and not tally.budget_exhausted:
+        tally.webhook_ids_purged = WebhookLedger(deps.storage, clock=deps.clock).purge_expired(now)
     counts = Counter(action.kind for action in tally.actions)
     return RetentionReport(
         at=now,
@@ -129,6 +135,7 @@ def run_retention(
         emails_sent=tally.emails_sent,
         emails_retrying=tally.emails_retrying,
         events_published=tally.events_published,
+        webhook_ids_purged=tally.webhook_ids_purged,
         counts=dict(counts),
         actions=tuple(tally.actions),
     )

@@ -20,6 +20,7 @@ from shared.services.retention_plan import RetentionActionKind
 from shared.storage.account_store import AccountPartition, with_fresh_partition
 from shared.storage.due_index import SHARDS, DueEntry, DueIndex
 from shared.storage.layout import ACCOUNTS_TABLE
+from shared.webhooks import VerifiedWebhook, WebhookDelivery, WebhookLedger, request_fingerprint
 from tests.support.retention import (
     FAILED_AT,
     SUBSCRIPTION_NAME,
@@ -179,8 +180,9 @@ def test_a_run_reads_only_the_due_accounts_whatever_else_is_stored(world: World)
     requests = world.counter.reset()
     assert sorted(a.account_id for a in report.actions) == sorted(due_accounts)
     assert report.entries_due == 3
-    # Per due account: read, schedule, commit, send + record the email (read, commit), remove the entry.
-    assert requests == SHARDS + 3 * 6
+    # Per due account: read, schedule, commit, send + record the email (read, commit), remove the entry;
+    # once per run: one query for expired webhook ids (none here).
+    assert requests == SHARDS + 3 * 6 + 1
 
 
 def test_a_subscription_paid_but_still_disabled_is_re_enabled_and_reported(world: World) -> None:
@@ -296,3 +298,16 @@ def test_an_account_that_fails_is_reported_and_stays_due_while_the_others_go_on(
     assert {a.account_id for a in report.actions} == {healthy}
     assert world.due_entries(broken, FIRST_REMINDER_NIGHT) != []
     assert world.due_entries(healthy, FIRST_REMINDER_NIGHT) == []
+
+
+def test_the_nightly_run_forgets_webhook_ids_older_than_the_replay_window(world: World) -> None:
+    ledger = WebhookLedger(world.deps.storage, clock=world.clock)
+    world.clock.set(FIRST_REMINDER_NIGHT - timedelta(days=2))
+    old = VerifiedWebhook(id=f"msg_{new_account_id()}", timestamp=world.clock.now())
+    ledger.remember(old, request_fingerprint("POST", "/api/accounts/acc-1/settlement", b"{}"))
+
+    report = world.run(FIRST_REMINDER_NIGHT)
+
+    assert report.webhook_ids_purged >= 1
+    other_body = request_fingerprint("POST", "/api/accounts/acc-1/settlement", b"[]")
+    assert ledger.remember(old, other_body) is WebhookDelivery.FIRST  # forgotten: no longer a replay
