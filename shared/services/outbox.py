@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.domain.clock import Clock
+from shared.domain.errors import ConcurrencyError
 from shared.domain.outbox import LifecycleEvent, Notification
 from shared.email import EmailRenderer, EmailRenderingError, EmailSender, OutgoingEmail, SendOutcome, SendStatus
 from shared.storage.account_store import AccountPartition, AccountStore, with_fresh_partition
@@ -53,26 +54,45 @@ def schedule_recovery(outbox: Outbox, account_id: str) -> None:
 
 
 def deliver(outbox: Outbox, account_id: str, partition: AccountPartition | None = None) -> DeliveryReport:
-    """Send due notifications and publish pending lifecycle events of one account."""
+    """Send due notifications and publish pending lifecycle events of one account, then record that in one commit.
+
+    Pass the partition the caller just committed to save a read. A crash after sending and before recording is
+    harmless: the next attempt sends with the same operation ids and publishes with the same event ids.
+    """
     report = DeliveryReport()
     partition = partition or outbox.store.load(account_id)
     now = outbox.clock.now()
-    for notification in sorted(partition.notifications, key=lambda n: n.created_at):
-        if notification.is_due(now):
-            _send(outbox, account_id, notification, report)
+    outcomes = [
+        _send(outbox, account_id, notification, report)
+        for notification in sorted(partition.notifications, key=lambda n: n.created_at)
+        if notification.is_due(now)
+    ]
     published = sorted(partition.pending_events, key=lambda e: e.time)
     for event in published:
         outbox.events.publish(event)
         report.published.append(event.id)
-    if published:
-        with_fresh_partition(outbox.store, account_id, lambda fresh: fresh.delete(*published))
-    next_attempt = _next_attempt(outbox.store.load(account_id)) if report.retrying else None
+
+    def record(current: AccountPartition) -> AccountPartition:
+        for outcome in outcomes:
+            stored = current.get(Notification, outcome.id)
+            if stored is not None and stored.is_pending:
+                current.put(outcome)
+        current.delete(*published)
+        return current
+
+    if outcomes or published:
+        try:
+            outbox.store.commit(record(partition))
+        except ConcurrencyError:
+            partition = with_fresh_partition(outbox.store, account_id, record)
+    next_attempt = _next_attempt(partition) if report.retrying else None
     if next_attempt is not None:
         outbox.due.schedule(account_id, next_attempt)
     return report
 
 
-def _send(outbox: Outbox, account_id: str, notification: Notification, report: DeliveryReport) -> None:
+def _send(outbox: Outbox, account_id: str, notification: Notification, report: DeliveryReport) -> Notification:
+    """Send one email; returns the notification as it must be recorded: sent, retrying or failed."""
     try:
         rendered = outbox.renderer.render(notification.template, notification.locale, notification.context)
     except EmailRenderingError as error:
@@ -101,13 +121,7 @@ def _send(outbox: Outbox, account_id: str, notification: Notification, report: D
         updated = notification.mark_failed(outcome.error or "failed", now)
         report.failed.append(notification.id)
     log.info("notification %s: %s (attempt %d)", notification.id, updated.status, updated.attempts)
-
-    def record(partition: AccountPartition) -> None:
-        current = partition.get(Notification, notification.id)
-        if current is not None and current.is_pending:
-            partition.put(updated)
-
-    with_fresh_partition(outbox.store, account_id, record)
+    return updated
 
 
 def _operation_id(account_id: str, notification: Notification) -> str:
