@@ -29,10 +29,10 @@ class Dependencies:
     gateway: PaymentGateway
 
 
-def email_sender(settings: Settings) -> EmailSender:
+def email_sender(settings: Settings, clock: Clock) -> EmailSender:
     if settings.acs_connection_string is not None:
         return AcsEmailSender(settings.acs_connection_string.get_secret_value(), settings.acs_sender_address)
-    return OutboxEmailSender(settings.outbox_dir, settings.acs_sender_address)
+    return OutboxEmailSender(settings.outbox_dir, settings.acs_sender_address, clock=clock.now)
 
 
 def build(
@@ -54,7 +54,7 @@ def build(
     outbox = Outbox(
         store=accounts,
         due=due,
-        email=email or email_sender(settings),
+        email=email or email_sender(settings, clock),
         renderer=EmailRenderer(),
         events=QueueLifecyclePublisher(connection_string, settings.lifecycle_queue, **hook_options),
         clock=clock,

@@ -9,6 +9,7 @@ from shared.domain.errors import DomainError
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE, InvalidEventError, decode_payment_event
 from shared.events.payment_events import PaymentFailedEvent, PaymentReceivedEvent
 from shared.services.payment_failed import apply_payment_failed
+from shared.services.payment_received import apply_payment_received
 from shared.services.rejections import record_rejection
 
 bp = func.Blueprint()
@@ -36,11 +37,8 @@ def payment_failed(msg: func.QueueMessage) -> None:
 def _dispatch(deps: Dependencies, event: PaymentFailedEvent | PaymentReceivedEvent) -> None:
     if isinstance(event, PaymentFailedEvent):
         apply_payment_failed(deps, event)
-        return
-    # Imported on first use: a cold start that only sees payment.failed never loads the settlement services.
-    from shared.services.payment_received import apply_payment_received  # noqa: PLC0415
-
-    apply_payment_received(deps, event)
+    else:
+        apply_payment_received(deps, event)
 
 
 def _reject(
