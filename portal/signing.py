@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
-import hmac
 import secrets
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - a format prefix, not a secret
+from shared.webhooks import decode_secret, signature
 
 
 class SigningKeyError(ValueError):
@@ -17,14 +14,10 @@ class SigningKeyError(ValueError):
 
 def signing_key(secret: str) -> bytes:
     """The HMAC key inside a `whsec_` secret."""
-    encoded = secret.removeprefix(SECRET_PREFIX)
     try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except binascii.Error as error:
-        raise SigningKeyError("the webhook secret must be 'whsec_' followed by base64") from error
-    if not key:
-        raise SigningKeyError("the webhook secret may not be empty")
-    return key
+        return decode_secret(secret)
+    except ValueError as error:
+        raise SigningKeyError(str(error)) from error
 
 
 def new_webhook_id() -> str:
@@ -33,9 +26,7 @@ def new_webhook_id() -> str:
 
 def signature_header(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
     """`v1,<base64 HMAC-SHA256 of id.timestamp.body>`."""
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return f"v1,{base64.b64encode(digest).decode('ascii')}"
+    return f"v1,{base64.b64encode(signature(key, webhook_id, timestamp, body)).decode('ascii')}"
 
 
 def webhook_headers(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
