@@ -4,9 +4,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,7 +15,8 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from devhost.azurite import REPO_ROOT, free_port
+from devhost.process import LocalHostProcess, start_local_host
+from tests.support.local_host import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -27,12 +26,22 @@ FUNCTION_KEY = "e2e-function-key"
 
 @dataclass
 class RunningHost:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log: Path
+    local: LocalHostProcess
     queue_log: Path
     timer_log: Path
     connection_string: str
+
+    @property
+    def base_url(self) -> str:
+        return self.local.base_url
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.local.process
+
+    @property
+    def log(self) -> Path:
+        return self.local.log
 
     def queue(self, name: str, *, base64: bool = True) -> QueueClient:
         if not base64:
@@ -58,14 +67,6 @@ class Response:
     headers: dict[str, str]
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
 def request(
     url: str, *, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> Response:
@@ -78,43 +79,21 @@ def request(
 
 
 def start_host(directory: Path, connection_string: str) -> RunningHost:
-    directory.mkdir(parents=True, exist_ok=True)
-    queue_log, timer_log, log = directory / "queue.log", directory / "timer.log", directory / "host.log"
-    settings = directory / "settings.json"
-    values = {
+    queue_log, timer_log = directory / "queue.log", directory / "timer.log"
+    settings = {
         "SAMPLE_SCHEDULE": "*/1 * * * * *",
         "SAMPLE_QUEUE_LOG": str(queue_log),
         "SAMPLE_TIMER_LOG": str(timer_log),
         # The environment wins over the settings file, so this must not be used.
         "AzureWebJobsStorage": "UseDevelopmentStorage=false;broken",
     }
-    settings.write_text(json.dumps({"IsEncrypted": False, "Values": values}), encoding="utf-8")
-    env = {**os.environ, "AzureWebJobsStorage": connection_string, "LOCAL_FUNCTION_KEY": FUNCTION_KEY}
-    port = free_port()
-    command = [sys.executable, "-m", "devhost", "--app-dir", str(SAMPLE_APP), "--port", str(port)]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*command, "--settings", str(settings)], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file
-        )
-    host = RunningHost(process, f"http://127.0.0.1:{port}", log, queue_log, timer_log, connection_string)
-
-    def started() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"devhost exited with {process.returncode}:\n{log.read_text()}")
-        return "Host started" in log.read_text(encoding="utf-8")
-
-    wait_for(started, "the devhost to start", timeout=30)
-    return host
+    environment = {**os.environ, "AzureWebJobsStorage": connection_string, "LOCAL_FUNCTION_KEY": FUNCTION_KEY}
+    local = start_local_host(directory, environment, app_dir=SAMPLE_APP, settings=settings)
+    return RunningHost(local, queue_log, timer_log, connection_string)
 
 
 def stop_host(host: RunningHost) -> None:
-    if host.process.poll() is None:
-        host.process.send_signal(signal.SIGINT)
-        try:
-            host.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            host.process.kill()
-            host.process.wait()
+    host.local.stop()
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from shared.domain.outbox import NotificationStatus
 from shared.domain.settlement import Settlement
 from shared.storage.account_store import AccountPartition, AccountStore
 from shared.storage.tables import TableStorage
+from tests.support.local_host import app_environment, outbox_of, start_app
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -148,8 +149,8 @@ def start_process(command: list[str], env: dict[str, str], log: Path) -> subproc
         return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=15)
@@ -162,34 +163,28 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 def stack(azurite: AzuriteProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Host and portal as separate processes, sharing the session's Azurite, a fresh outbox and a fresh secret."""
     logs = tmp_path_factory.mktemp("portal-e2e")
-    outbox_dir = logs / "outbox"
-    host_port, portal_port = free_port(), free_port()
+    portal_port = free_port()
     portal_url = f"http://127.0.0.1:{portal_port}"
-    api_url = f"http://127.0.0.1:{host_port}/api"
-    env = {
-        **os.environ,
-        "AzureWebJobsStorage": azurite.connection_string,
-        "OUTBOX_DIR": str(outbox_dir),
+    settings = {
         "PORTAL_BASE_URL": portal_url,
         "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
         "PORTAL_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "LIFECYCLE_QUEUE": f"lifecycle-portal-{secrets.token_hex(4)}",
     }
-    host = start_process(
-        [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(host_port)], env, logs / "host.log"
-    )
-    processes = {"host": host}
+    host = start_app(logs, azurite.connection_string, **settings)
+    api_url = f"{host.base_url}/api"
+    env = app_environment(azurite.connection_string, outbox_of(host), **settings)
+    processes = {"host": host.process}
     try:
-        wait_for(lambda: host.poll() is None and answers(f"{api_url}/health"), "the local host to answer", 60)
         portal = start_process(
             [sys.executable, "-m", "portal", "--port", str(portal_port), "--api", api_url], env, logs / "portal.log"
         )
         processes["portal"] = portal
         wait_for(lambda: portal.poll() is None and answers(f"{portal_url}/signin"), "the portal to answer", 30)
-        yield Stack(azurite.connection_string, portal_url, api_url, outbox_dir, logs, processes)
+        yield Stack(azurite.connection_string, portal_url, api_url, outbox_of(host), logs, processes)
     finally:
-        for process in processes.values():
-            stop_process(process)
+        stop_process(processes.get("portal"))
+        host.stop()
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devhost.azurite import REPO_ROOT, AzuriteProcess, free_port
+from devhost.azurite import AzuriteProcess
+from devhost.process import LocalHostProcess
 from shared.storage.account_store import AccountStore
 from shared.storage.tables import TableStorage
+from tests.support.local_host import outbox_of, start_app
 from tests.support.settlement_data import ADMIN, PortalSigner, body_of, settle_body, shared_card_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
@@ -31,70 +28,33 @@ LIFECYCLE_QUEUE = "lifecycle-settlement-e2e"
 
 
 @dataclass
-class LocalHost:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log: Path
-    outbox_dir: Path
-    connection_string: str
-
-
-@dataclass
 class Reply:
     status: int
     headers: dict[str, str]
     body: dict[str, Any]
 
 
-def wait_for(condition: Callable[[], bool], what: str, host: LocalHost, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if host.process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}; host log:\n{host.log.read_text(encoding='utf-8')}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
-def local_host(azurite: AzuriteProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHost]:
-    directory = tmp_path_factory.mktemp("settlement-e2e")
-    settings = directory / "local.settings.json"
-    settings.write_text(json.dumps({"IsEncrypted": False, "Values": {}}), encoding="utf-8")
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"ACS_CONNECTION_STRING", "PORTAL_WEBHOOK_SECRET"}},
-        "AzureWebJobsStorage": azurite.connection_string,
-        "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
-        "OUTBOX_DIR": str(directory / "outbox"),
-        "LIFECYCLE_QUEUE": LIFECYCLE_QUEUE,
-    }
-    port = free_port()
-    log = directory / "host.log"
-    command = [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(port)]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*command, "--settings", str(settings)], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file
-        )
-    host = LocalHost(process, f"http://127.0.0.1:{port}", log, directory / "outbox", azurite.connection_string)
-    try:
-        wait_for(lambda: "Host started" in log.read_text(encoding="utf-8"), "the host to start", host)
-        yield host
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def local_host(azurite: AzuriteProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHostProcess]:
+    host = start_app(
+        tmp_path_factory.mktemp("settlement-e2e"),
+        azurite.connection_string,
+        LOCAL_FUNCTION_KEY=FUNCTION_KEY,
+        LIFECYCLE_QUEUE=LIFECYCLE_QUEUE,
+    )
+    yield host
+    host.stop()
 
 
 @pytest.fixture
-def account_id(local_host: LocalHost) -> str:
-    storage = TableStorage(local_host.connection_string)
+def account_id(local_host: LocalHostProcess, azurite: AzuriteProcess) -> str:
+    storage = TableStorage(azurite.connection_string)
     storage.ensure_tables()
     return shared_card_account().write(AccountStore(storage)).id
 
 
 def post(
-    host: LocalHost,
+    host: LocalHostProcess,
     path: str,
     payload: dict[str, Any],
     *,
@@ -120,18 +80,18 @@ def post(
         return Reply(error.code, dict(error.headers), document)
 
 
-def test_health_answers_without_a_key(local_host: LocalHost) -> None:
+def test_health_answers_without_a_key(local_host: LocalHostProcess) -> None:
     with urllib.request.urlopen(f"{local_host.base_url}/api/health", timeout=10) as reply:
         assert (reply.status, json.loads(reply.read())) == (200, {"status": "ok"})
 
 
-def test_a_call_without_the_function_key_is_refused_by_the_host(local_host: LocalHost, account_id: str) -> None:
+def test_a_call_without_the_function_key_is_refused_by_the_host(local_host: LocalHostProcess, account_id: str) -> None:
     reply = post(local_host, f"/accounts/{account_id}/overview", {"principalId": ADMIN}, function_key=None)
 
     assert reply.status == 401
 
 
-def test_an_unsigned_call_is_a_401_problem_over_the_wire(local_host: LocalHost, account_id: str) -> None:
+def test_an_unsigned_call_is_a_401_problem_over_the_wire(local_host: LocalHostProcess, account_id: str) -> None:
     reply = post(
         local_host,
         f"/accounts/{account_id}/overview",
@@ -144,7 +104,7 @@ def test_an_unsigned_call_is_a_401_problem_over_the_wire(local_host: LocalHost, 
     assert reply.body["errors"][0]["header"] == "webhook-signature"
 
 
-def test_the_portal_flow_overview_quote_settle_and_replay(local_host: LocalHost, account_id: str) -> None:
+def test_the_portal_flow_overview_quote_settle_and_replay(local_host: LocalHostProcess, account_id: str) -> None:
     overview = post(local_host, f"/accounts/{account_id}/overview", {"principalId": ADMIN})
     assert overview.status == 200
     assert {s["id"] for s in overview.body["subscriptions"] if s["canSettle"]} == {"sub-a", "sub-b"}
@@ -170,11 +130,13 @@ def test_the_portal_flow_overview_quote_settle_and_replay(local_host: LocalHost,
     after = post(local_host, f"/accounts/{account_id}/overview", {"principalId": ADMIN})
     assert {s["id"]: s["state"] for s in after.body["subscriptions"]}["sub-a"] == "Enabled"
     assert after.body["alerts"] == []
-    receipts = [p for p in local_host.outbox_dir.glob("*.eml") if account_id in p.read_text(errors="replace")]
+    receipts = [p for p in outbox_of(local_host).glob("*.eml") if account_id in p.read_text(errors="replace")]
     assert len(receipts) == 1
 
 
-def test_a_partial_payment_is_refused_with_the_full_quote_over_the_wire(local_host: LocalHost, account_id: str) -> None:
+def test_a_partial_payment_is_refused_with_the_full_quote_over_the_wire(
+    local_host: LocalHostProcess, account_id: str
+) -> None:
     reply = post(
         local_host,
         f"/accounts/{account_id}/settlement",
