@@ -226,6 +226,6 @@ def sent_emails(deps: Dependencies) -> list[EmailMessage]:
     if not directory.exists():
         return []
     return [
-        BytesParser(policy=default_policy).parsebytes(path.read_bytes())  # type: ignore[misc]
+        BytesParser(policy=default_policy).parsebytes(path.read_bytes())
         for path in sorted(directory.glob("*.eml"))
     ]
