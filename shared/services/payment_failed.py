@@ -131,7 +131,7 @@ def stage_payment_failed(
     if len(closed) == len(data.charges):
         if partition.account is None:
             partition.set_account(data.account.to_account())
-        partition.put(new_marker)
+        partition.record_processed(new_marker)
         return PaymentFailedResult(
             event_id=event.id,
             account_id=data.account.id,
@@ -148,7 +148,7 @@ def stage_payment_failed(
     notification = _notification(partition, event, method, now=now, policy=policy, portal_base_url=portal_base_url)
     if partition.get(Notification, notification.id) is None:
         partition.put(notification)
-    partition.put(new_marker)
+    partition.record_processed(new_marker)
     return PaymentFailedResult(
         event_id=event.id,
         account_id=data.account.id,

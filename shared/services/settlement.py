@@ -318,7 +318,7 @@ def complete_payment(
             _record_card_hints(partition, settlement, charge)
         succeeded = stage_payment_success(partition, settlement, deps.settings, at=deps.clock.now(), reason=reason)
         if processed_event is not None:
-            partition.put(processed_event)
+            partition.record_processed(processed_event)
         return Completion(settlement=succeeded, applied=True)
 
     schedule_recovery(deps.outbox, account_id)

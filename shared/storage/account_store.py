@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -19,6 +20,8 @@ from shared.storage.tables import TableStorage, storage_errors
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 MAX_TRANSACTION_OPERATIONS = 100
+# A queue message lives at most 7 days; a repeat older than a month is not a delivery retry any more.
+PROCESSED_EVENT_RETENTION = timedelta(days=30)
 _CONFLICT_STATUSES = {409, 412}
 
 
@@ -90,6 +93,12 @@ class AccountPartition:
             if self.rows.get(key) != model:
                 self.rows[key] = model
                 self._changed[key] = model
+
+    def record_processed(self, marker: ProcessedEvent) -> None:
+        """Stage an event's processed marker (stage it last) and drop markers older than the replay window."""
+        horizon = marker.processed_at - PROCESSED_EVENT_RETENTION
+        self.delete(*(old for old in self.all(ProcessedEvent) if old.processed_at < horizon))
+        self.put(marker)
 
     def delete(self, *models: BaseModel) -> None:
         for model in models:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from azure.data.tables import TableClient
@@ -216,9 +216,7 @@ def test_with_fresh_partition_redoes_the_change_after_a_lost_race(store: Account
     assert {alert.id for alert in store.load(account_id).alerts} == {"rival", "mine"}
 
 
-def test_a_large_row_spills_over_several_properties_and_comes_back_whole(
-    store: AccountStore, account_id: str
-) -> None:
+def test_a_large_row_spills_over_several_properties_and_comes_back_whole(store: AccountStore, account_id: str) -> None:
     partition = store.load(account_id)
     partition.set_account(account(account_id))
     big = Notification(
@@ -234,3 +232,21 @@ def test_a_large_row_spills_over_several_properties_and_comes_back_whole(
     store.commit(partition)
 
     assert store.load(account_id).get(Notification, "big") == big
+
+
+def test_processed_markers_older_than_the_replay_window_go_when_a_new_one_is_recorded(
+    store: AccountStore, account_id: str
+) -> None:
+    partition = store.load(account_id)
+    partition.set_account(account(account_id))
+    old = ProcessedEvent(event_id="evt-old", event_type="payment.failed", payload_hash="a", processed_at=AT)
+    recent = old.model_copy(update={"event_id": "evt-recent", "processed_at": AT + timedelta(days=20)})
+    partition.put(old, recent)
+    store.commit(partition)
+
+    partition = store.load(account_id)
+    partition.record_processed(old.model_copy(update={"event_id": "evt-new", "processed_at": AT + timedelta(days=31)}))
+    store.commit(partition)
+
+    reloaded = store.load(account_id)
+    assert {m.event_id for m in reloaded.all(ProcessedEvent)} == {"evt-recent", "evt-new"}
