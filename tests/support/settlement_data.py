@@ -226,6 +226,5 @@ def sent_emails(deps: Dependencies) -> list[EmailMessage]:
     if not directory.exists():
         return []
     return [
-        BytesParser(policy=default_policy).parsebytes(path.read_bytes())
-        for path in sorted(directory.glob("*.eml"))
+        BytesParser(policy=default_policy).parsebytes(path.read_bytes()) for path in sorted(directory.glob("*.eml"))
     ]

@@ -18,8 +18,12 @@ def test_decimal_strings_become_exact_minor_units(amount: str, currency: str, mi
 
 @pytest.mark.parametrize(
     ("money", "wire"),
-    [(Money(minor=4995, currency="EUR"), "49.95"), (Money(minor=5, currency="EUR"), "0.05"),
-     (Money(minor=1200, currency="JPY"), "1200"), (Money(minor=1005, currency="KWD"), "1.005")],
+    [
+        (Money(minor=4995, currency="EUR"), "49.95"),
+        (Money(minor=5, currency="EUR"), "0.05"),
+        (Money(minor=1200, currency="JPY"), "1200"),
+        (Money(minor=1005, currency="KWD"), "1.005"),
+    ],
 )
 def test_amounts_go_out_as_decimal_strings_with_the_currency_decimals(money: Money, wire: str) -> None:
     assert money.amount == wire

@@ -94,7 +94,11 @@ def test_paying_switches_every_subscription_on_the_failed_card_and_reenables_the
     ]
     methods = [PaymentMethod(id="pm-new", kind=PaymentMethodKind.CARD, status=PaymentMethodStatus.FAILED)]
     effects = apply_payment(
-        settlement_for(("inv-1", "inv-2"), "pm-visa", "pm-new"), subscriptions, charges, methods, at=AT,
+        settlement_for(("inv-1", "inv-2"), "pm-visa", "pm-new"),
+        subscriptions,
+        charges,
+        methods,
+        at=AT,
         reason=TransitionReason.BALANCE_SETTLED,
     )
     assert {c.invoice_id for c in effects.charges} == {"inv-1", "inv-2"}
