@@ -107,6 +107,9 @@ def _parse(req: func.HttpRequest, model: type[M], body: bytes) -> M:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         fault = FieldError("not JSON", pointer="#")
         raise _RefusedError(problem(BAD_JSON, f"the body is not JSON: {error}", [fault])) from error
+    except RecursionError as error:  # small enough to pass the size limit, yet nested deeper than the parser goes
+        fault = FieldError("nested too deeply", pointer="#")
+        raise _RefusedError(problem(BAD_JSON, "the body is nested too deeply to be a request", [fault])) from error
     if not isinstance(payload, dict):
         raise _RefusedError(
             problem(BAD_JSON, "the body must be a JSON object", [FieldError("not an object", pointer="#")])

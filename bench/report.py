@@ -1,0 +1,212 @@
+"""Figures as a printed table and as JSON under bench/results/ (timestamped, and latest.json)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class RoundTrips:
+    operation: str
+    size: dict[str, int]
+    requests: int
+    breakdown: dict[str, int]
+    model: str
+    expected: int
+    seconds: float
+
+    @property
+    def matches(self) -> bool:
+        return self.requests == self.expected
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "matches_model": self.matches}
+
+
+@dataclass
+class Throughput:
+    operation: str
+    count: int
+    concurrency: int
+    per_second: float
+    floor_per_second: float
+    floor: str
+    goal_ratio: float = 1.5
+
+    @property
+    def ratio(self) -> float:
+        return self.floor_per_second / self.per_second if self.per_second else float("inf")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio_to_floor": round(self.ratio, 2), "within_goal": self.ratio <= self.goal_ratio}
+
+
+@dataclass
+class Latency:
+    operation: str
+    count: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    floor_p50_ms: float
+    floor: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Scale:
+    due: int
+    accounts: int
+    seconds: float
+    requests: int
+    peak_rss_mib: float
+    run_rss_growth_mib: float
+    reviewed: int
+    emails_sent: int
+    seed_seconds: float
+    python_cpu_seconds: float
+    azurite_cpu_seconds: float
+    probe_query_ms: float = 0.0
+    probe_transaction_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Results:
+    mode: str
+    started_at: datetime
+    git: dict[str, Any]
+    machine: dict[str, Any]
+    round_trips: list[RoundTrips] = field(default_factory=list)
+    throughput: list[Throughput] = field(default_factory=list)
+    latency: list[Latency] = field(default_factory=list)
+    scale: list[Scale] = field(default_factory=list)
+    seeding: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self, finished_at: datetime) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "mode": self.mode,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": finished_at.isoformat(),
+            "git": self.git,
+            "machine": self.machine,
+            "round_trips": [row.to_json() for row in self.round_trips],
+            "throughput": [row.to_json() for row in self.throughput],
+            "latency": [row.to_json() for row in self.latency],
+            "scale": [row.to_json() for row in self.scale],
+            "seeding": self.seeding,
+            "notes": self.notes,
+        }
+
+
+def write(results: Results, directory: Path = RESULTS) -> Path:
+    """Write `<UTC timestamp>.json` and `latest.json`; returns the timestamped file."""
+    finished = datetime.now(UTC)
+    document = json.dumps(results.to_json(finished), indent=2, sort_keys=False) + "\n"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{results.started_at.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(document, encoding="utf-8")
+    (directory / "latest.json").write_text(document, encoding="utf-8")
+    return path
+
+
+def table(results: Results) -> str:
+    """The printed report: a header line, then one section per kind of figure."""
+    commit = results.git.get("commit") or "unknown"
+    dirty = " (uncommitted changes)" if results.git.get("dirty") else ""
+    machine = results.machine
+    lines = [
+        f"pastdue benchmark, mode {results.mode}, commit {commit[:12]}{dirty}, "
+        f"{machine.get('cpus')} CPUs ({machine.get('cpu_model')}), Python {machine.get('python')}, "
+        f"Azurite {machine.get('azurite')}, load average at start {machine.get('load_average_at_start')}"
+    ]
+    for section in (_round_trips, _throughput, _latency, _scale, _seeding, _notes):
+        lines += section(results)
+    return "\n".join(lines)
+
+
+def _round_trips(results: Results) -> list[str]:
+    if not results.round_trips:
+        return []
+    lines = ["", "Storage round trips per operation (exact: every request the SDK sent, retries included)"]
+    lines.append(f"  {'operation':<16}{'size':<18}{'requests':>9}{'model':>7}  {'ok':<4}breakdown")
+    models: dict[str, str] = {}
+    for row in results.round_trips:
+        size = ", ".join(f"{k}={v:,}" for k, v in row.size.items())
+        breakdown = " ".join(f"{k}:{v}" for k, v in row.breakdown.items())
+        ok = "yes" if row.matches else "NO"
+        lines.append(f"  {row.operation:<16}{size:<18}{row.requests:>9}{row.expected:>7}  {ok:<4}{breakdown}")
+        models.setdefault(row.operation, row.model)
+    lines.append("  models:")
+    lines += [f"    {operation}: {model}" for operation, model in models.items()]
+    return lines
+
+
+def _throughput(results: Results) -> list[str]:
+    if not results.throughput:
+        return []
+    lines = ["", "Throughput through the local host, against a floor of bare SDK calls measured in the same run"]
+    lines.append(f"  {'operation':<22}{'n':>6}{'conc.':>6}{'per s':>9}{'floor/s':>9}{'ratio':>7}  goal   floor")
+    for row in results.throughput:
+        goal = "met" if row.ratio <= row.goal_ratio else "MISSED"
+        lines.append(
+            f"  {row.operation:<22}{row.count:>6}{row.concurrency:>6}{row.per_second:>9.1f}"
+            f"{row.floor_per_second:>9.1f}{row.ratio:>6.2f}x  {goal:<7}{row.floor}"
+        )
+    return lines
+
+
+def _latency(results: Results) -> list[str]:
+    if not results.latency:
+        return []
+    lines = ["", "Latency through the local host (one client, one request at a time)"]
+    lines.append(f"  {'operation':<22}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'floor p50':>11}")
+    for row in results.latency:
+        lines.append(
+            f"  {row.operation:<22}{row.count:>6}{row.p50_ms:>9.1f}{row.p95_ms:>9.1f}{row.p99_ms:>9.1f}"
+            f"{row.max_ms:>9.1f}{row.floor_p50_ms:>11.1f}"
+        )
+    return lines
+
+
+def _scale(results: Results) -> list[str]:
+    if not results.scale:
+        return []
+    lines = ["", "Scale: one retention run over D due accounts among T accounts (a fresh process per run)"]
+    lines.append(
+        f"  {'D due':>7}{'T accounts':>12}{'seconds':>9}{'requests':>10}{'req/due':>8}"
+        f"{'peak RSS':>10}{'growth':>8}{'py CPU s':>10}{'Azurite CPU s':>15}{'bare query ms':>15}{'bare txn ms':>13}"
+    )
+    for row in results.scale:
+        lines.append(
+            f"  {row.due:>7,}{row.accounts:>12,}{row.seconds:>9.1f}{row.requests:>10,}"
+            f"{row.requests / max(row.due, 1):>8.2f}{row.peak_rss_mib:>7.1f}MiB{row.run_rss_growth_mib:>5.1f}MiB"
+            f"{row.python_cpu_seconds:>10.1f}{row.azurite_cpu_seconds:>15.1f}"
+            f"{row.probe_query_ms:>15.1f}{row.probe_transaction_ms:>13.1f}"
+        )
+    return lines
+
+
+def _seeding(results: Results) -> list[str]:
+    if not results.seeding:
+        return []
+    lines = ["", "Seeding (test data written before the runs; not a measured figure)"]
+    lines += [f"  {name}: {value}" for name, value in results.seeding.items()]
+    return lines
+
+
+def _notes(results: Results) -> list[str]:
+    return ["", "Notes", *(f"  - {note}" for note in results.notes)] if results.notes else []
