@@ -2,74 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from devhost.azurite import REPO_ROOT, free_port
+from devhost.process import LocalHostProcess as LocalHost
+from devhost.process import start_local_host as start_host_process
+from tests.support.local_host import app_environment
 
 FUNCTION_KEY = "fault-suite-function-key"
 # Far from any test run, so the retention timer never fires while a test watches the queue or the API.
 IDLE_SCHEDULE = "0 0 0 1 1 *"
 
-
-@dataclass
-class LocalHost:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+__all__ = ["FUNCTION_KEY", "LocalHost", "start_local_host", "wait_for"]
 
 
 def start_local_host(connection_string: str, directory: Path, outbox: Path) -> LocalHost:
-    directory.mkdir(parents=True, exist_ok=True)
-    settings = directory / "local.settings.json"
-    settings.write_text(json.dumps({"IsEncrypted": False, "Values": {}}), encoding="utf-8")
-    log = directory / "host.log"
-    env = {
-        **os.environ,
-        "AzureWebJobsStorage": connection_string,
-        "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
-        "OUTBOX_DIR": str(outbox),
-        "RETENTION_SCHEDULE": IDLE_SCHEDULE,
-    }
-    env.pop("ACS_CONNECTION_STRING", None)
-    port = free_port()
-    command = [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(port)]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [*command, "--settings", str(settings)], cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file
-        )
-    host = LocalHost(process, port, log)
-
-    def started() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the local host exited with {process.returncode}:\n{host.log_text()[-3000:]}")
-        return "Host started" in host.log_text()
-
-    wait_for(started, "the local host to start", timeout=60)
-    return host
+    environment = app_environment(
+        connection_string, outbox, LOCAL_FUNCTION_KEY=FUNCTION_KEY, RETENTION_SCHEDULE=IDLE_SCHEDULE
+    )
+    return start_host_process(directory, environment, timeout=60)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float, interval: float = 0.1) -> None:
