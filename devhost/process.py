@@ -44,6 +44,12 @@ class LocalHostProcess:
                 self.process.wait()
         return self.process.returncode
 
+    def __enter__(self) -> LocalHostProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
 
 def start_local_host(
     log_dir: Path,
