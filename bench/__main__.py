@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bench import report
-from bench.environment import git_commit, machine, workbench
+from bench.environment import git_commit, load_average, machine, workbench
 from bench.retention import RetentionPlan, retention_figures
 from bench.round_trips import payment_failed_round_trips, settlement_round_trips
 from bench.throughput import event_throughput, settlement_figures
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.throughput.append(throughput)
             if "latency" in args.figures:
                 results.latency.append(latency)
+            results.notes += bench.notes
     progress("done")
+    results.machine["load_average_at_end"] = load_average()
     results.notes.append(f"wall time of this run: {time.monotonic() - began:.0f} s")
     print(report.table(results))
     if not args.no_write:

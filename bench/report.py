@@ -132,6 +132,7 @@ def table(results: Results) -> str:
         f"pastdue benchmark, mode {results.mode}, commit {commit[:12]}{dirty}, "
         f"{machine.get('cpus')} CPUs ({machine.get('cpu_model')}), Python {machine.get('python')}, "
         f"Azurite {machine.get('azurite')}, load average at start {machine.get('load_average_at_start')}"
+        f" and end {machine.get('load_average_at_end')}"
     ]
     for section in (_round_trips, _throughput, _latency, _scale, _seeding, _notes):
         lines += section(results)

@@ -118,7 +118,7 @@ def test_racing_settlements_and_retention_runs_charge_once_and_never_cancel_a_pa
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
     tasks_count = ACCOUNTS * SETTLERS_PER_ACCOUNT + RETENTION_RUNS
-    start = threading.Barrier(tasks_count)
+    start = threading.Barrier(tasks_count, timeout=60)
     rng = random.Random(7)
     # A run reviews due accounts in id order. The first half is paid late, likely after the run cancelled it; the
     # second half early, likely before the run gets there; in between, both touch an account at the same time.
