@@ -5,17 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 import pytest
 
-from devhost.azurite import AzuriteProcess
 from functions.settle_http import routes
-from shared import bootstrap
 from shared.bootstrap import Dependencies
-from shared.domain.clock import FixedClock
 from tests.support.settlement_data import (
     ADMIN,
     MASTERCARD,
@@ -25,7 +21,6 @@ from tests.support.settlement_data import (
     PortalSigner,
     body_of,
     settle_body,
-    settlement_deps,
     shared_card_account,
 )
 
@@ -38,18 +33,6 @@ ROUTES: dict[str, tuple[Function, str]] = {
     "settle": (routes.settle, "settlement"),
     "notification-email": (routes.notification_email_route, "notification-email"),
 }
-
-
-@pytest.fixture
-def deps(azurite: AzuriteProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dependencies:
-    built = settlement_deps(azurite.connection_string, tmp_path / "outbox", FixedClock(NOW))
-    monkeypatch.setattr(bootstrap, "dependencies", lambda: built)
-    return built
-
-
-@pytest.fixture
-def account(deps: Dependencies) -> AccountData:
-    return shared_card_account().write(deps.accounts)
 
 
 @pytest.fixture

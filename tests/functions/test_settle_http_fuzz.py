@@ -21,22 +21,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from devhost.azurite import AzuriteProcess
 from functions.settle_http import routes
 from functions.settle_http.openapi import render
-from shared import bootstrap
 from shared.bootstrap import Dependencies
-from shared.domain.clock import FixedClock
 from shared.services.settlement_views import NotificationEmailView, Overview, Quote, SettlementOutcome
 from tests.support.settlement_data import (
     ADMIN,
     MASTERCARD,
-    NOW,
     VISA,
     AccountData,
     PortalSigner,
-    settlement_deps,
-    shared_card_account,
 )
 
 pytestmark = pytest.mark.azurite
@@ -151,18 +145,6 @@ def bodies(schema: dict[str, Any]) -> st.SearchStrategy[bytes]:
     )
     valid = strategy_for(schema).map(lambda value: json.dumps(value).encode())
     return st.one_of(valid, valid, as_json, as_json, st.binary(max_size=64))
-
-
-@pytest.fixture
-def deps(azurite: AzuriteProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dependencies:
-    built = settlement_deps(azurite.connection_string, tmp_path / "outbox", FixedClock(NOW))
-    monkeypatch.setattr(bootstrap, "dependencies", lambda: built)
-    return built
-
-
-@pytest.fixture
-def account(deps: Dependencies) -> AccountData:
-    return shared_card_account().write(deps.accounts)
 
 
 def check_answer(path: str, response: func.HttpResponse) -> None:
