@@ -72,17 +72,17 @@ def retention_figures(
         background = max(0, level - cohorts - bench.accounts)
         progress(f"seeding {background:,} plain accounts and {cohorts:,} due accounts (T={level:,})")
         started = time.perf_counter()
-        seed_plain_accounts(deps.storage, "acc-plain", bench.accounts, background)
+        seed_plain_accounts(deps.tables, "acc-plain", bench.accounts, background)
         seeding[f"{background:,} plain accounts (to T={level:,})"] = rate(background, time.perf_counter() - started)
         bench.accounts += background
         round_trip_ids = [new_account_id("acc-rt") for _ in range(plan.round_trip_due if with_round_trip else 0)]
         scale_ids = [new_account_id("acc-sc") for _ in range(plan.scale_due if with_scale else 0)]
         started = time.perf_counter()
         if round_trip_ids:
-            due_at = seed_due_accounts(deps.storage, deps.accounts, round_trip_ids, failed_at=FAILED_AT, policy=policy)
+            due_at = seed_due_accounts(deps.tables, deps.accounts, round_trip_ids, failed_at=FAILED_AT, policy=policy)
             assert due_at <= ROUND_TRIP_RUN_AT
         if scale_ids:
-            due_at = seed_due_accounts(deps.storage, deps.accounts, scale_ids, failed_at=SCALE_FAILED_AT, policy=policy)
+            due_at = seed_due_accounts(deps.tables, deps.accounts, scale_ids, failed_at=SCALE_FAILED_AT, policy=policy)
             assert ROUND_TRIP_RUN_AT < due_at <= SCALE_RUN_AT
         seeding[f"{cohorts:,} due accounts (at T={level:,})"] = rate(cohorts, time.perf_counter() - started)
         bench.accounts += cohorts
@@ -92,7 +92,7 @@ def retention_figures(
         if with_scale:
             progress(f"retention run, D={plan.scale_due:,} among T={bench.accounts:,}: time and memory")
             row = _scale_run(bench, plan.scale_due, seeding[f"{cohorts:,} due accounts (at T={level:,})"])
-            row.probe_query_ms, row.probe_transaction_ms = probe_storage(deps.storage, bench.accounts - cohorts)
+            row.probe_query_ms, row.probe_transaction_ms = probe_storage(deps.tables, bench.accounts - cohorts)
             scale.append(row)
     return round_trips, scale
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from bench.counting import RequestTally
 from bench.environment import fixed_clock, production_deps
-from shared.services.retention import run_retention
 
 
 def _status_mib(field: str) -> float:
@@ -45,7 +44,7 @@ def main(argument: str) -> int:
     baseline = _status_mib("VmRSS")
     cpu = time.process_time()
     started = time.perf_counter()
-    report = run_retention(deps, now=at, time_budget=timedelta(hours=4))
+    report = deps.run_retention(now=at, time_budget=timedelta(hours=4))
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
     requests, breakdown = tally.take()

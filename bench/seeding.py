@@ -26,10 +26,12 @@ from shared.domain.model import (
     Subscription,
 )
 from shared.domain.money import Money
+from shared.domain.partition import AccountPartition
 from shared.domain.retention_policy import RetentionPolicy, next_review_at
-from shared.storage.account_store import AccountPartition, AccountStore
-from shared.storage.due_index import DueEntry, whole_second_up
-from shared.storage.layout import ACCOUNTS_TABLE, DUE_TABLE, to_entity
+from shared.services.ports import AccountUnitOfWork, DueEntry, whole_second_up
+from shared.storage.account_store import to_entity
+from shared.storage.due_index import due_entity_keys
+from shared.storage.layout import ACCOUNTS_TABLE, DUE_TABLE
 from shared.storage.tables import TableStorage
 
 ADMIN = "admin-bench"
@@ -158,7 +160,7 @@ def _conflict(error: Exception) -> bool:
     return True
 
 
-def commit_all(store: AccountStore, partitions: Iterable[AccountPartition], workers: int = SEED_WORKERS) -> int:
+def commit_all(store: AccountUnitOfWork, partitions: Iterable[AccountPartition], workers: int = SEED_WORKERS) -> int:
     """Write fresh partitions in parallel (one or more transactions each); returns how many."""
 
     def commit(partition: AccountPartition) -> None:
@@ -182,7 +184,7 @@ def seed_plain_accounts(storage: TableStorage, prefix: str, start: int, count: i
 
 def seed_due_accounts(
     storage: TableStorage,
-    store: AccountStore,
+    store: AccountUnitOfWork,
     account_ids: Sequence[str],
     *,
     failed_at: datetime,
@@ -201,9 +203,9 @@ def write_due_entries(storage: TableStorage, entries: Iterable[DueEntry]) -> Non
     table = storage.table(DUE_TABLE)
     by_shard: dict[str, list[DueEntry]] = defaultdict(list)
     for entry in entries:
-        by_shard[entry.partition_key].append(entry)
+        by_shard[due_entity_keys(entry)[0]].append(entry)
     batches = [
-        [("upsert", {"PartitionKey": e.partition_key, "RowKey": e.row_key}) for e in chunk]
+        [("upsert", dict(zip(("PartitionKey", "RowKey"), due_entity_keys(e), strict=True))) for e in chunk]
         for shard_entries in by_shard.values()
         for chunk in _chunks(shard_entries, MAX_BATCH)
     ]

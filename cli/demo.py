@@ -12,7 +12,7 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from shared.bootstrap import Dependencies, dependencies
 from shared.domain.model import Account, PaymentMethod, PaymentMethodKind, Subscription
-from shared.storage.account_store import AccountPartition
+from shared.domain.partition import AccountPartition
 
 PAYMENT_EVENTS_QUEUE = "payment-failed"
 DEMO_ACCOUNTS: list[tuple[Account, list[PaymentMethod], list[Subscription]]] = [

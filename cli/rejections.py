@@ -11,14 +11,11 @@ from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
 
 from shared.bootstrap import dependencies
 from shared.domain.errors import TransientStorageError
+from shared.domain.rejection import Rejection, RejectionStatus
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE
 from shared.services.rejections import (
     AlreadyResubmittedError,
-    Rejection,
     RejectionNotFoundError,
-    RejectionStatus,
-    list_rejections,
-    resubmit_rejection,
 )
 
 _REASON_WIDTH = 90
@@ -26,7 +23,7 @@ _REASON_WIDTH = 90
 
 def _list_command(args: argparse.Namespace) -> int:
     status = RejectionStatus(args.status) if args.status else None
-    rejections = list_rejections(dependencies().storage, status)
+    rejections = dependencies().list_rejections(status)
     if args.json:
         print(json.dumps([_as_json(r) for r in rejections], indent=2, ensure_ascii=False))
         return 0
@@ -58,7 +55,7 @@ def _resubmit_command(args: argparse.Namespace) -> int:
         queue.send_message(body)
 
     try:
-        rejection = resubmit_rejection(deps.storage, args.rejection_id, send, deps.clock.now(), force=args.force)
+        rejection = deps.resubmit_rejection(args.rejection_id, send, force=args.force)
     except RejectionNotFoundError as error:
         print(f"error: {error}")
         return 1

@@ -12,8 +12,8 @@ from typing import Any
 
 from shared.bootstrap import build
 from shared.domain.clock import FixedClock, SystemClock
-from shared.services.retention import RetentionReport, run_retention
-from shared.services.retention_plan import RetentionAction, RetentionActionKind
+from shared.domain.retention_plan import RetentionAction, RetentionActionKind
+from shared.services.retention import RetentionReport
 from shared.settings import Settings
 
 
@@ -50,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.load()
     clock = FixedClock(args.at) if args.at else SystemClock()
     deps = build(settings, clock=clock)
-    report = run_retention(
-        deps,
+    report = deps.run_retention(
         now=clock.now(),
         time_budget=timedelta(seconds=settings.retention_time_budget_seconds),
         dry_run=args.dry_run,

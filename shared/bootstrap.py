@@ -1,32 +1,215 @@
-"""Wire the real adapters together from Settings, once per worker process."""
+"""The composition root: real adapters built from Settings, once per worker process, and the use cases bound to them.
+
+Handlers, the CLI and the tests get their dependencies here; services never import this module.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.adapters.lifecycle_queue import QueueLifecyclePublisher
 from shared.domain.clock import Clock, SystemClock
-from shared.email import AcsEmailSender, EmailRenderer, EmailSender, OutboxEmailSender
-from shared.payments import PaymentGateway, SandboxGateway
-from shared.services.outbox import Outbox
-from shared.settings import Settings
+from shared.domain.payment_events import PaymentFailedEvent, PaymentReceivedEvent
+from shared.domain.payment_failure import PaymentFailedResult
+from shared.domain.rejection import Rejection, RejectionStatus
+from shared.domain.retention_policy import RetentionPolicy
+from shared.domain.settle_balance import SettleCommand
+from shared.email import AcsEmailSender, EmailRenderer, OutboxEmailSender
+from shared.services import (
+    account_views,
+    payment_failed,
+    payment_received,
+    ports,
+    rejections,
+    retention,
+    settle_balance,
+)
+from shared.services.delivery import DeliveryReport, Outbox, deliver
+from shared.services.payment_received import PaymentReceivedResult
+from shared.services.ports import (
+    AccountUnitOfWork,
+    AuditLog,
+    DueIndex,
+    EmailSender,
+    LifecyclePublisher,
+    MessageSender,
+    PaymentGateway,
+    RejectionStore,
+    WebhookLedger,
+)
+from shared.services.retention import Retention, RetentionReport
+from shared.services.settle_balance import Payments
+from shared.services.views import NotificationEmailView, Overview, Quote, SettlementOutcome, SettlementTerms
+from shared.settings import Settings, retention_policy
 from shared.storage.account_store import AccountStore
-from shared.storage.due_index import DueIndex
+from shared.storage.audit_log import TableAuditLog
+from shared.storage.due_index import TableDueIndex
+from shared.storage.rejection_store import TableRejectionStore
+from shared.storage.sandbox_gateway import SandboxGateway
 from shared.storage.tables import TableStorage
+from shared.storage.webhook_ledger import TableWebhookLedger
 
 
 @dataclass(frozen=True)
 class Dependencies:
+    """Every port's adapter, and each use case with the ports it needs."""
+
     settings: Settings
     clock: Clock
-    storage: TableStorage
-    accounts: AccountStore
+    accounts: AccountUnitOfWork
     due: DueIndex
-    outbox: Outbox
+    audit: AuditLog
+    webhooks: WebhookLedger
+    rejections: RejectionStore
     gateway: PaymentGateway
+    email: EmailSender
+    events: LifecyclePublisher
+    renderer: ports.EmailRenderer
+    storage: TableStorage | None = None  # the raw tables, for operators' tools and the tests that inspect them
+
+    @property
+    def tables(self) -> TableStorage:
+        """The raw tables behind the adapters, for operators' tools and benchmarks (absent in an in-memory build)."""
+        if self.storage is None:
+            raise RuntimeError("these dependencies are not backed by Table Storage")
+        return self.storage
+
+    @property
+    def policy(self) -> RetentionPolicy:
+        return retention_policy(self.settings)
+
+    @property
+    def outbox(self) -> Outbox:
+        return Outbox(
+            store=self.accounts,
+            due=self.due,
+            email=self.email,
+            renderer=self.renderer,
+            events=self.events,
+            clock=self.clock,
+        )
+
+    @property
+    def terms(self) -> SettlementTerms:
+        settings = self.settings
+        return SettlementTerms(
+            portal_base_url=settings.portal_base_url,
+            remittance_beneficiary=settings.remittance_beneficiary,
+            remittance_iban=settings.remittance_iban,
+            remittance_bic=settings.remittance_bic,
+        )
+
+    @property
+    def payments(self) -> Payments:
+        return Payments(
+            accounts=self.accounts,
+            due=self.due,
+            gateway=self.gateway,
+            outbox=self.outbox,
+            clock=self.clock,
+            terms=self.terms,
+        )
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(
+            accounts=self.accounts,
+            due=self.due,
+            audit=self.audit,
+            webhooks=self.webhooks,
+            outbox=self.outbox,
+            payments=self.payments,
+            clock=self.clock,
+            policy=self.policy,
+            portal_base_url=self.settings.portal_base_url,
+        )
+
+    # --- the use cases ------------------------------------------------------------------------------------------
+
+    def apply_payment_failed(self, event: PaymentFailedEvent) -> PaymentFailedResult:
+        return payment_failed.apply_payment_failed(
+            event,
+            accounts=self.accounts,
+            due=self.due,
+            outbox=self.outbox,
+            clock=self.clock,
+            policy=self.policy,
+            portal_base_url=self.settings.portal_base_url,
+        )
+
+    def apply_payment_received(self, event: PaymentReceivedEvent) -> PaymentReceivedResult:
+        return payment_received.apply_payment_received(
+            event, accounts=self.accounts, outbox=self.outbox, clock=self.clock, terms=self.terms
+        )
+
+    def account_overview(self, account_id: str, principal_id: str) -> Overview:
+        return account_views.account_overview(self.accounts, account_id, principal_id)
+
+    def quote_settlement(
+        self, account_id: str, principal_id: str, subscription_id: str, payment_method_id: str | None = None
+    ) -> Quote:
+        return account_views.quote_settlement(
+            self.accounts, account_id, principal_id, subscription_id, payment_method_id
+        )
+
+    def notification_email(
+        self, account_id: str, principal_id: str, new_address: str | None = None
+    ) -> NotificationEmailView:
+        return account_views.notification_email(self.accounts, account_id, principal_id, new_address)
+
+    def settle_balance(self, command: SettleCommand) -> SettlementOutcome:
+        return settle_balance.settle_balance(self.payments, command)
+
+    def reconcile_settlements(self, account_id: str) -> list[SettlementOutcome]:
+        return settle_balance.reconcile_settlements(self.payments, account_id)
+
+    def run_retention(
+        self,
+        *,
+        now: datetime,
+        time_budget: timedelta,
+        dry_run: bool = False,
+        monotonic: Callable[[], float] | None = None,
+    ) -> RetentionReport:
+        extra = {"monotonic": monotonic} if monotonic is not None else {}
+        return retention.run_retention(self.retention, now=now, time_budget=time_budget, dry_run=dry_run, **extra)
+
+    def deliver(self, account_id: str) -> DeliveryReport:
+        return deliver(self.outbox, account_id)
+
+    def record_rejection(
+        self,
+        *,
+        body: bytes,
+        reason: str,
+        event_id: str | None = None,
+        event_type: str | None = None,
+        message_id: str | None = None,
+        dequeue_count: int | None = None,
+    ) -> Rejection:
+        return rejections.record_rejection(
+            self.rejections,
+            body=body,
+            reason=reason,
+            at=self.clock.now(),
+            event_id=event_id,
+            event_type=event_type,
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+        )
+
+    def list_rejections(self, status: RejectionStatus | None = None) -> list[Rejection]:
+        return rejections.list_rejections(self.rejections, status)
+
+    def get_rejection(self, identifier: str) -> Rejection | None:
+        return rejections.get_rejection(self.rejections, identifier)
+
+    def resubmit_rejection(self, identifier: str, send: MessageSender, *, force: bool = False) -> Rejection:
+        return rejections.resubmit_rejection(self.rejections, identifier, send, self.clock.now(), force=force)
 
 
 def email_sender(settings: Settings, clock: Clock) -> EmailSender:
@@ -48,25 +231,20 @@ def build(
     connection_string = settings.storage_connection_string.get_secret_value()
     storage = TableStorage(connection_string, request_hook=request_hook)
     storage.ensure_tables()
-    accounts = AccountStore(storage)
-    due = DueIndex(storage)
     hook_options = {"raw_request_hook": request_hook} if request_hook else {}
-    outbox = Outbox(
-        store=accounts,
-        due=due,
-        email=email or email_sender(settings, clock),
-        renderer=EmailRenderer(),
-        events=QueueLifecyclePublisher(connection_string, settings.lifecycle_queue, **hook_options),
-        clock=clock,
-    )
     return Dependencies(
         settings=settings,
         clock=clock,
-        storage=storage,
-        accounts=accounts,
-        due=due,
-        outbox=outbox,
+        accounts=AccountStore(storage),
+        due=TableDueIndex(storage),
+        audit=TableAuditLog(storage),
+        webhooks=TableWebhookLedger(storage, clock=clock),
+        rejections=TableRejectionStore(storage),
         gateway=gateway or SandboxGateway(storage, clock=clock),
+        email=email or email_sender(settings, clock),
+        events=QueueLifecyclePublisher(connection_string, settings.lifecycle_queue, **hook_options),
+        renderer=EmailRenderer(),
+        storage=storage,
     )
 
 

@@ -17,11 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-
 from shared.domain.clock import Clock
-from shared.storage.layout import WEBHOOKS_TABLE
-from shared.storage.tables import TableStorage, storage_errors
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format prefix, not a secret
 SIGNATURE_VERSION = "v1"
@@ -32,7 +28,6 @@ MAX_ID_LENGTH = 256
 MAX_SIGNATURES = 16
 # Ids are kept well beyond the timestamp window: an older message fails the timestamp check anyway.
 MIN_LEDGER_RETENTION = timedelta(hours=24)
-_LEDGER_SHARDS = 16
 
 
 class WebhookError(Exception):
@@ -153,50 +148,3 @@ def _v1_signatures(entries: list[str]) -> list[bytes]:
         except binascii.Error:
             continue
     return found
-
-
-class WebhookLedger:
-    """Table `webhooks`: one row per webhook id (hashed), with the fingerprint of its request and an expiry."""
-
-    def __init__(self, storage: TableStorage, *, clock: Clock, retention: timedelta = MIN_LEDGER_RETENTION) -> None:
-        self._table = storage.table(WEBHOOKS_TABLE)
-        self._clock = clock
-        self._retention = retention
-
-    def remember(self, webhook: VerifiedWebhook, fingerprint: str) -> WebhookDelivery:
-        """Record the id: FIRST when new, RETRY for the same request again; WebhookReplayError for another one."""
-        key = hashlib.sha256(webhook.id.encode()).hexdigest()
-        partition = f"wh-{int(key[:4], 16) % _LEDGER_SHARDS:02d}"
-        now = self._clock.now()
-        entity = {
-            "PartitionKey": partition,
-            "RowKey": key,
-            "RequestHash": fingerprint,
-            "SeenAt": now,
-            "ExpiresAt": now + max(self._retention, MIN_LEDGER_RETENTION),
-        }
-        with storage_errors():
-            try:
-                self._table.create_entity(entity)
-            except ResourceExistsError:
-                existing = self._table.get_entity(partition, key)
-            else:
-                return WebhookDelivery.FIRST
-        if not hmac.compare_digest(str(existing.get("RequestHash", "")), fingerprint):
-            raise WebhookReplayError("this webhook-id was already used for another request")
-        return WebhookDelivery.RETRY
-
-    def purge_expired(self, now: datetime) -> int:
-        """Delete ids past their expiry (a scan of the small ledger table); returns how many went."""
-        removed = 0
-        with storage_errors():
-            expired = self._table.query_entities(
-                "ExpiresAt lt @now", parameters={"now": now}, select=["PartitionKey", "RowKey"]
-            )
-            for row in expired:
-                try:
-                    self._table.delete_entity(row["PartitionKey"], row["RowKey"])
-                except ResourceNotFoundError:
-                    continue
-                removed += 1
-        return removed

@@ -6,11 +6,8 @@ import azure.functions as func
 
 from shared.bootstrap import Dependencies, dependencies
 from shared.domain.errors import DomainError
+from shared.domain.payment_events import PaymentFailedEvent, PaymentReceivedEvent
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE, InvalidEventError, decode_payment_event
-from shared.events.payment_events import PaymentFailedEvent, PaymentReceivedEvent
-from shared.services.payment_failed import apply_payment_failed
-from shared.services.payment_received import apply_payment_received
-from shared.services.rejections import record_rejection
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -36,9 +33,9 @@ def payment_failed(msg: func.QueueMessage) -> None:
 
 def _dispatch(deps: Dependencies, event: PaymentFailedEvent | PaymentReceivedEvent) -> None:
     if isinstance(event, PaymentFailedEvent):
-        apply_payment_failed(deps, event)
+        deps.apply_payment_failed(event)
     else:
-        apply_payment_received(deps, event)
+        deps.apply_payment_received(event)
 
 
 def _reject(
@@ -50,11 +47,9 @@ def _reject(
     event_id: str | None,
     event_type: str | None,
 ) -> None:
-    rejection = record_rejection(
-        deps.storage,
+    rejection = deps.record_rejection(
         body=body,
         reason=reason,
-        at=deps.clock.now(),
         event_id=event_id,
         event_type=event_type,
         message_id=msg.id,

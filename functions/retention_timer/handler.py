@@ -6,7 +6,6 @@ from datetime import timedelta
 import azure.functions as func
 
 from shared.bootstrap import dependencies
-from shared.services.retention import run_retention
 from shared.settings import Settings
 
 bp = func.Blueprint()
@@ -21,8 +20,7 @@ def retention(timer: func.TimerRequest) -> None:
         # The occurrence started late (host down or busy); the run catches up on everything due since.
         log.warning("retention run started late (timer.past_due)")
     deps = dependencies()
-    report = run_retention(
-        deps,
+    report = deps.run_retention(
         now=deps.clock.now(),
         time_budget=timedelta(seconds=deps.settings.retention_time_budget_seconds),
     )

@@ -9,8 +9,8 @@ from pydantic.alias_generators import to_camel
 
 from shared.domain.model import EmailAddress, Identifier
 from shared.domain.money import MINOR_UNIT_EXPONENTS, Currency, Money
-from shared.events.payment_events import DecimalAmount
-from shared.services.settlement import PaymentChoice
+from shared.domain.payment_events import DecimalAmount
+from shared.domain.settle_balance import PaymentChoice
 
 MAX_BODY_BYTES = 64 * 1024
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"

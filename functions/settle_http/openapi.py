@@ -22,7 +22,8 @@ from functions.settle_http.models import (
     SettleRequest,
 )
 from functions.settle_http.problems import DOMAIN_PROBLEMS, PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
-from shared.services.settlement_views import NotificationEmailView, Overview, Quote, SettlementOutcome
+from shared.domain.model import IDENTIFIER_PATTERN
+from shared.services.views import NotificationEmailView, Overview, Quote, SettlementOutcome
 
 API_VERSION = "1.0.0"
 _SCHEMAS = "#/components/schemas/"
@@ -189,7 +190,7 @@ def _parameters() -> dict[str, Any]:
             "name": "accountId",
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"},
+            "schema": {"type": "string", "pattern": IDENTIFIER_PATTERN},
         },
         "WebhookId": header(
             "webhook-id", "Unique per call, stable across retries", {"type": "string", "maxLength": 256}

@@ -30,13 +30,14 @@ from functions.settle_http.problems import (
 )
 from shared import bootstrap
 from shared.domain.errors import ConcurrencyError, DomainError, TransientStorageError
-from shared.services.settlement import AccountNotFoundError
-from shared.webhooks import WebhookError, WebhookLedger, WebhookVerifier, request_fingerprint
+from shared.domain.model import IDENTIFIER_PATTERN
+from shared.domain.settle_balance import AccountNotFoundError
+from shared.webhooks import WebhookError, WebhookVerifier, request_fingerprint
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[bootstrap.Dependencies, str, M], func.HttpResponse]
-_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
+_ACCOUNT_ID = re.compile(IDENTIFIER_PATTERN)
 
 
 def handle(
@@ -94,7 +95,7 @@ def _authenticate(req: func.HttpRequest, deps: bootstrap.Dependencies, body: byt
     )
     webhook = verifier.verify(dict(req.headers), body)
     fingerprint = request_fingerprint(req.method, urlsplit(req.url).path, body)
-    WebhookLedger(deps.storage, clock=deps.clock).remember(webhook, fingerprint)
+    deps.webhooks.remember(webhook, fingerprint)
 
 
 def _parse(req: func.HttpRequest, model: type[M], body: bytes) -> M:

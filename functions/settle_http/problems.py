@@ -10,19 +10,19 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from shared.domain.errors import ConcurrencyError, DomainError, TransientStorageError
-from shared.services.settlement import (
+from shared.domain.settle_balance import (
     AccountNotFoundError,
     IdempotencyKeyReusedError,
-    InvalidNotificationEmailError,
-    NothingToSettleError,
     PaymentMethodNotChargeableError,
     PaymentMethodNotFoundError,
     PrincipalNotAllowedError,
-    QuoteChangedError,
     SettlementInProgressError,
     SubscriptionDeletedError,
     SubscriptionNotFoundError,
 )
+from shared.domain.settlement import NothingToSettleError
+from shared.services.account_views import InvalidNotificationEmailError
+from shared.services.settle_balance import QuoteChangedError
 from shared.webhooks import WebhookError, WebhookReplayError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"

@@ -17,15 +17,8 @@ from functions.settle_http.models import (
 from functions.settle_http.pipeline import handle
 from functions.settle_http.problems import MISSING_IDEMPOTENCY_KEY, FieldError, json_response, problem
 from shared.bootstrap import Dependencies
+from shared.domain.settle_balance import PaymentMethodNotFoundError, SettleCommand
 from shared.domain.settlement import SettlementStatus
-from shared.services.settlement import (
-    PaymentMethodNotFoundError,
-    SettleCommand,
-    account_overview,
-    notification_email,
-    quote_settlement,
-    settle_balance,
-)
 
 bp = func.Blueprint()
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
@@ -44,7 +37,7 @@ def overview(req: func.HttpRequest) -> func.HttpResponse:
     """Subscriptions, outstanding amounts, open alerts and whether settle balance applies."""
 
     def run(deps: Dependencies, account_id: str, body: OverviewRequest) -> func.HttpResponse:
-        return json_response(account_overview(deps, account_id, body.principal_id).to_wire())
+        return json_response(deps.account_overview(account_id, body.principal_id).to_wire())
 
     return handle(req, OverviewRequest, run)
 
@@ -55,7 +48,7 @@ def quote(req: func.HttpRequest) -> func.HttpResponse:
     """The total to pay at once, line by line, with a version that detects a stale quote."""
 
     def run(deps: Dependencies, account_id: str, body: QuoteRequest) -> func.HttpResponse:
-        result = quote_settlement(deps, account_id, body.principal_id, body.subscription_id, body.payment_method_id)
+        result = deps.quote_settlement(account_id, body.principal_id, body.subscription_id, body.payment_method_id)
         return json_response(result.to_wire())
 
     return handle(req, QuoteRequest, run)
@@ -83,7 +76,7 @@ def settle(req: func.HttpRequest) -> func.HttpResponse:
             quote_version=body.quote_version,
             idempotency_key=key,
         )
-        outcome = settle_balance(deps, command)
+        outcome = deps.settle_balance(command)
         status = 202 if outcome.status is SettlementStatus.PENDING else 200
         headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
         return json_response(outcome.to_wire(), status, headers)
@@ -97,7 +90,7 @@ def notification_email_route(req: func.HttpRequest) -> func.HttpResponse:
     """Read the billing notification address and the last notifications' status, or change the address."""
 
     def run(deps: Dependencies, account_id: str, body: NotificationEmailRequest) -> func.HttpResponse:
-        view = notification_email(deps, account_id, body.principal_id, body.notification_email)
+        view = deps.notification_email(account_id, body.principal_id, body.notification_email)
         return json_response(view.to_wire())
 
     return handle(req, NotificationEmailRequest, run)

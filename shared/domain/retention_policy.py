@@ -7,8 +7,9 @@ never comes before `MINIMUM_RETENTION_DAYS` after the service ended, whatever th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import TypeVar
 
 from pydantic import Field
 
@@ -16,6 +17,7 @@ from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import Frozen, Subscription
 
 MINIMUM_RETENTION_DAYS = 90
+D = TypeVar("D", date, datetime)
 
 
 class MilestoneKind(StrEnum):
@@ -36,6 +38,10 @@ class RetentionPolicy(Frozen):
     @property
     def effective_retention_days(self) -> int:
         return max(self.retention_days, MINIMUM_RETENTION_DAYS)
+
+    def deletion_after(self, service_ended: D) -> D:
+        """When data is deleted after the service ended at `service_ended` (never before the 90-day minimum)."""
+        return service_ended + timedelta(days=self.effective_retention_days)
 
 
 class Milestone(Frozen):
@@ -77,7 +83,18 @@ def earliest_deletion(subscription: Subscription) -> datetime | None:
 def deletion_date(subscription: Subscription, policy: RetentionPolicy) -> datetime | None:
     if subscription.disabled_at is None:
         return None
-    return subscription.disabled_at + timedelta(days=policy.effective_retention_days)
+    return policy.deletion_after(subscription.disabled_at)
+
+
+def projected_end_dates(subscription: Subscription, policy: RetentionPolicy) -> tuple[date | None, date | None]:
+    """If nobody pays: the day the service ends (None once it has) and the day its data is deleted after that."""
+    if subscription.state is SubscriptionState.DISABLED:
+        deleted_at = deletion_date(subscription, policy)
+        return None, deleted_at.date() if deleted_at else None
+    cancel_at = cancellation_date(subscription, policy)
+    if cancel_at is None:
+        return None, None
+    return cancel_at.date(), policy.deletion_after(cancel_at).date()
 
 
 def deletion_allowed(subscription: Subscription, now: datetime) -> bool:

@@ -1,28 +1,15 @@
-"""Email delivery: the sender protocol, the ACS and local outbox adapters, and the template renderer."""
+"""Email adapters: ACS Email and the local .eml outbox (both implement the EmailSender port), and the renderer."""
 
 from __future__ import annotations
 
 from shared.email.acs import AcsEmailSender
-from shared.email.model import EmailSender, OutgoingEmail, SendOutcome, SendStatus
 from shared.email.outbox import OutboxEmailSender
-from shared.email.rendering import (
-    EmailRenderer,
-    EmailRenderingError,
-    MissingTemplateValueError,
-    RenderedEmail,
-    UnknownEmailTemplateError,
-)
+from shared.email.rendering import EmailRenderer, MissingTemplateValueError, UnknownEmailTemplateError
 
 __all__ = [
     "AcsEmailSender",
     "EmailRenderer",
-    "EmailRenderingError",
-    "EmailSender",
     "MissingTemplateValueError",
     "OutboxEmailSender",
-    "OutgoingEmail",
-    "RenderedEmail",
-    "SendOutcome",
-    "SendStatus",
     "UnknownEmailTemplateError",
 ]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from azure.communication.email import EmailClient
 from azure.core.exceptions import AzureError, HttpResponseError
 
-from shared.email.model import OutgoingEmail, SendOutcome
+from shared.domain.email import OutgoingEmail, SendOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

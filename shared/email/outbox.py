@@ -15,7 +15,7 @@ from email.policy import default as default_policy
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
-from shared.email.model import OutgoingEmail, SendOutcome
+from shared.domain.email import OutgoingEmail, SendOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -12,7 +12,8 @@ from jinja2 import (
     UndefinedError,
     select_autoescape,
 )
-from pydantic import BaseModel, ConfigDict
+
+from shared.domain.email import EmailRenderingError, RenderedEmail
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,26 +26,12 @@ _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _LOCALE_NAME = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
 
-class EmailRenderingError(Exception):
-    """Base class for errors while rendering an email template."""
-
-
 class UnknownEmailTemplateError(EmailRenderingError):
     """No locale in the fallback chain has the requested template."""
 
 
 class MissingTemplateValueError(EmailRenderingError):
     """The template used a value that the context does not provide."""
-
-
-class RenderedEmail(BaseModel):
-    """The three parts of a rendered email."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    subject: str
-    plain_text: str
-    html: str
 
 
 class EmailRenderer:

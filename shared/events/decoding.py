@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.events.payment_events import PAYMENT_FAILED, PAYMENT_RECEIVED, PaymentFailedEvent, PaymentReceivedEvent
+from shared.domain.payment_events import PAYMENT_FAILED, PAYMENT_RECEIVED, PaymentFailedEvent, PaymentReceivedEvent
 
 PAYMENT_EVENTS_QUEUE = "payment-failed"
 MAX_REASON_LENGTH = 1000

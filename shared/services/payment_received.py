@@ -9,17 +9,18 @@ processed-event marker is staged last, in the same write as the effects.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
 
+from shared.domain.clock import Clock
 from shared.domain.errors import DomainError
 from shared.domain.lifecycle import TransitionReason
 from shared.domain.model import Frozen, PaymentMethodKind, ProcessedEvent
+from shared.domain.payment_events import PAYMENT_RECEIVED, PaymentReceivedEvent
+from shared.domain.settle_balance import SettlementNotPendingError, normalized_reference
 from shared.domain.settlement import Settlement, SettlementStatus
-from shared.events.payment_events import PAYMENT_RECEIVED, PaymentReceivedEvent
-from shared.services.settlement import SettlementNotPendingError, complete_payment, normalized_reference
-
-if TYPE_CHECKING:
-    from shared.bootstrap import Dependencies
+from shared.services.delivery import Outbox
+from shared.services.payment_completion import complete_payment
+from shared.services.ports import AccountUnitOfWork
+from shared.services.views import SettlementTerms
 
 
 class PaymentReceivedRejectedError(DomainError):
@@ -51,10 +52,17 @@ class PaymentReceivedResult(Frozen):
     switched_subscription_ids: tuple[str, ...] = ()
 
 
-def apply_payment_received(deps: Dependencies, event: PaymentReceivedEvent) -> PaymentReceivedResult:
+def apply_payment_received(
+    event: PaymentReceivedEvent,
+    *,
+    accounts: AccountUnitOfWork,
+    outbox: Outbox,
+    clock: Clock,
+    terms: SettlementTerms,
+) -> PaymentReceivedResult:
     """Settle the pending invoice settlement the event's reference names; a repeat of the event changes nothing."""
     data = event.data
-    partition = deps.accounts.load(data.account_id)
+    partition = accounts.load(data.account_id)
     if not partition.exists:
         raise UnknownAccountError(f"account {data.account_id} does not exist")
     if partition.has_processed(event.id):
@@ -73,11 +81,18 @@ def apply_payment_received(deps: Dependencies, event: PaymentReceivedEvent) -> P
         event_id=event.id,
         event_type=PAYMENT_RECEIVED,
         payload_hash=hashlib.sha256(data.model_dump_json().encode()).hexdigest(),
-        processed_at=deps.clock.now(),
+        processed_at=clock.now(),
     )
     try:
         completion = complete_payment(
-            deps, data.account_id, settlement.id, reason=TransitionReason.PAYMENT_RECEIVED, processed_event=marker
+            data.account_id,
+            settlement.id,
+            accounts=accounts,
+            outbox=outbox,
+            clock=clock,
+            terms=terms,
+            reason=TransitionReason.PAYMENT_RECEIVED,
+            processed_event=marker,
         )
     except SettlementNotPendingError as error:  # another payment for the same reference won a race
         raise SettlementClosedError(str(error)) from error

@@ -16,19 +16,16 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from shared.bootstrap import Dependencies
+from shared.domain.clock import Clock
 from shared.domain.errors import ConcurrencyError, TransientStorageError
-from shared.domain.model import Frozen, PaymentMethodKind
+from shared.domain.model import Frozen
+from shared.domain.partition import AccountPartition
+from shared.domain.retention_plan import AccountPlan, RetentionAction, RetentionActionKind, plan_account
 from shared.domain.retention_policy import RetentionPolicy
-from shared.domain.settlement import Settlement, SettlementStatus
-from shared.services.outbox import deliver, schedule_recovery
-from shared.services.retention_plan import AccountPlan, RetentionAction, RetentionActionKind, plan_account
-from shared.services.settlement import reconcile_settlements
-from shared.settings import retention_policy
-from shared.storage.account_store import AccountPartition
-from shared.storage.audit_log import AuditLog
-from shared.storage.due_index import DueEntry, whole_second_up
-from shared.webhooks import WebhookLedger
+from shared.domain.settle_balance import pending_card_settlements
+from shared.services.delivery import Outbox, deliver, schedule_recovery
+from shared.services.ports import AccountUnitOfWork, AuditLog, DueEntry, DueIndex, WebhookLedger, whole_second_up
+from shared.services.settle_balance import Payments, reconcile_settlements
 
 log = logging.getLogger(__name__)
 # Rounds per account: the milestone commit, the purge commit after a deletion, and retries after lost races.
@@ -91,16 +88,29 @@ class _Reviewed:
 
 
 @dataclass(frozen=True)
-class _Run:
-    deps: Dependencies
-    policy: RetentionPolicy
+class Retention:
+    """The ports a retention run touches."""
+
+    accounts: AccountUnitOfWork
+    due: DueIndex
     audit: AuditLog
+    webhooks: WebhookLedger
+    outbox: Outbox
+    payments: Payments
+    clock: Clock
+    policy: RetentionPolicy
+    portal_base_url: str
+
+
+@dataclass(frozen=True)
+class _Run:
+    ports: Retention
     now: datetime
     dry_run: bool
 
 
 def run_retention(
-    deps: Dependencies,
+    ports: Retention,
     *,
     now: datetime,
     time_budget: timedelta,
@@ -109,10 +119,10 @@ def run_retention(
 ) -> RetentionReport:
     """Carry out every retention step due at `now`, oldest first, until done or `time_budget` is spent."""
     deadline = monotonic() + time_budget.total_seconds()
-    run = _Run(deps, retention_policy(deps.settings), AuditLog(deps.storage), now, dry_run)
+    run = _Run(ports, now, dry_run)
     tally = _Tally()
     reviewed: dict[str, _Reviewed] = {}
-    for entry in deps.due.due(now):
+    for entry in ports.due.due(now):
         if entry.account_id not in reviewed:
             if monotonic() >= deadline:
                 tally.budget_exhausted = True
@@ -121,9 +131,9 @@ def run_retention(
         tally.entries_due += 1
         outcome = reviewed[entry.account_id]
         if not dry_run and outcome.completed and outcome.next_entry != entry:
-            deps.due.remove(entry)
+            ports.due.remove(entry)
     if not dry_run and not tally.budget_exhausted:
-        tally.webhook_ids_purged = WebhookLedger(deps.storage, clock=deps.clock).purge_expired(now)
+        tally.webhook_ids_purged = ports.webhooks.purge_expired(now)
     counts = Counter(action.kind for action in tally.actions)
     return RetentionReport(
         at=now,
@@ -156,13 +166,13 @@ def _review_or_fail(run: _Run, account_id: str, tally: _Tally) -> _Reviewed:
 
 def _review_account(run: _Run, account_id: str, tally: _Tally) -> DueEntry | None:
     """Apply everything due to one account; returns the due entry of its next review, if it has one."""
-    deps = run.deps
-    partition = deps.accounts.load(account_id)
-    if not run.dry_run and _pending_card_settlements(partition):
+    ports = run.ports
+    partition = ports.accounts.load(account_id)
+    if not run.dry_run and pending_card_settlements(partition):
         partition = _finish_pending_settlements(run, account_id)
     scheduled: DueEntry | None = None
     for _ in range(MAX_ROUNDS):
-        plan = plan_account(partition, run.policy, run.now, portal_url=deps.settings.portal_base_url)
+        plan = plan_account(partition, ports.policy, run.now, portal_url=ports.portal_base_url)
         if not plan.changed:
             break
         if run.dry_run:
@@ -172,7 +182,7 @@ def _review_account(run: _Run, account_id: str, tally: _Tally) -> DueEntry | Non
         try:
             _commit(run, partition, plan)
         except ConcurrencyError:
-            partition = deps.accounts.load(account_id)
+            partition = ports.accounts.load(account_id)
             continue
         tally.actions += plan.actions
     else:
@@ -181,35 +191,27 @@ def _review_account(run: _Run, account_id: str, tally: _Tally) -> DueEntry | Non
         return None
     # Before the consumed entry goes, the next review must be on the index (a no-op upsert if it already is).
     scheduled = _schedule_next_review(run, account_id, plan, scheduled)
-    delivery = deliver(deps.outbox, account_id, partition)
+    delivery = deliver(ports.outbox, account_id, partition)
     tally.emails_sent += len(delivery.sent)
     tally.emails_retrying += len(delivery.retrying)
     tally.events_published += len(delivery.published)
     return scheduled
 
 
-def _pending_card_settlements(partition: AccountPartition) -> list[Settlement]:
-    return [
-        settlement
-        for settlement in partition.all(Settlement)
-        if settlement.status is SettlementStatus.PENDING and settlement.payment_method_kind is PaymentMethodKind.CARD
-    ]
-
-
 def _finish_pending_settlements(run: _Run, account_id: str) -> AccountPartition:
     """A card charge whose outcome was unknown (gateway timeout, crash) is completed from the gateway's record."""
-    reconcile_settlements(run.deps, account_id)
-    partition = run.deps.accounts.load(account_id)
-    if _pending_card_settlements(partition):
-        schedule_recovery(run.deps.outbox, account_id)
+    reconcile_settlements(run.ports.payments, account_id)
+    partition = run.ports.accounts.load(account_id)
+    if pending_card_settlements(partition):
+        schedule_recovery(run.ports.outbox, account_id)
     return partition
 
 
 def _commit(run: _Run, partition: AccountPartition, plan: AccountPlan) -> None:
     # The audit record must exist before the data it describes is purged; writing it again changes nothing.
     for record in plan.audit_records:
-        run.audit.record_deletion(record)
-    run.deps.accounts.commit(partition)
+        run.ports.audit.record_deletion(record)
+    run.ports.accounts.commit(partition)
 
 
 def _schedule_next_review(run: _Run, account_id: str, plan: AccountPlan, scheduled: DueEntry | None) -> DueEntry | None:
@@ -217,4 +219,4 @@ def _schedule_next_review(run: _Run, account_id: str, plan: AccountPlan, schedul
         return scheduled
     if scheduled is not None and scheduled == DueEntry(account_id, whole_second_up(plan.next_review)):
         return scheduled
-    return run.deps.due.schedule(account_id, plan.next_review)
+    return run.ports.due.schedule(account_id, plan.next_review)

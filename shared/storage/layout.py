@@ -1,21 +1,30 @@
-"""Where every entity kind lives in Table Storage. The README's storage section describes the same layout.
+"""Where everything lives in Table Storage: every table, its PartitionKey and its RowKey, in this one file.
 
-Table `accounts`: one partition per billing account (PartitionKey = account id), so that everything that must
-change together can change in one entity-group transaction. RowKey = `<prefix>:<id>`; the root row `account`
-carries a version that every write bumps with its ETag, which makes each commit conflict with any concurrent one.
-Table `due`: when to look at an account again (see due_index.py).
-Table `audit`: what stays after a subscription's data is deleted.
+| Table        | PartitionKey                                  | RowKey                                          |
+|--------------|-----------------------------------------------|-------------------------------------------------|
+| `accounts`   | account id                                    | `account` (root row), or `<prefix>:<row id>`    |
+| `due`        | `due-NN` (hash of the account id, SHARDS)     | `<UTC time YYYYMMDDTHHMMSSZ>\\|<account id>`    |
+| `audit`      | account id                                    | `deleted:<subscription id>:<deleted at, UTC>`   |
+| `rejections` | `rejection`                                   | the rejection id (the queue message id)         |
+| `webhooks`   | `wh-NN` (hash of the webhook id, 16 shards)   | SHA-256 of the webhook id                       |
+| `gateway`    | `sandbox-charges`                             | SHA-256 of the gateway idempotency key          |
+
+`accounts`: one partition per billing account, so that everything that must change together changes in one
+entity-group transaction; the root row carries a version that every write bumps with its ETag, which makes each
+commit conflict with any concurrent one. Row prefixes are in ACCOUNT_ROW_PREFIXES.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.model import Account, Alert, Charge, PaymentMethod, ProcessedEvent, Subscription
 from shared.domain.outbox import LifecycleEvent, Notification
+from shared.domain.partition import ACCOUNT_ROW, RowId, row_id
 from shared.domain.settlement import Settlement
 
 ACCOUNTS_TABLE = "accounts"
@@ -26,61 +35,107 @@ GATEWAY_TABLE = "gateway"
 REJECTIONS_TABLE = "rejections"
 ALL_TABLES = (ACCOUNTS_TABLE, DUE_TABLE, AUDIT_TABLE, REJECTIONS_TABLE, WEBHOOKS_TABLE, GATEWAY_TABLE)
 
+# --- accounts ---------------------------------------------------------------------------------------------------
+
 ROOT_ROW_KEY = "account"
-
-# prefix -> (model, attribute that holds the id). Every kind stored in account partitions is listed here.
-ROW_KINDS: dict[str, tuple[type[BaseModel], str]] = {
-    "pm": (PaymentMethod, "id"),
-    "sub": (Subscription, "id"),
-    "chg": (Charge, "invoice_id"),
-    "alert": (Alert, "id"),
-    "ntf": (Notification, "id"),
-    "out": (LifecycleEvent, "id"),
-    "evt": (ProcessedEvent, "event_id"),
-    "stl": (Settlement, "id"),
-    "idem": (IdempotencyRecord, "settlement_id"),
+ACCOUNT_ROW_PREFIXES: dict[type[BaseModel], str] = {
+    PaymentMethod: "pm",
+    Subscription: "sub",
+    Charge: "chg",
+    Alert: "alert",
+    Notification: "ntf",
+    LifecycleEvent: "out",
+    ProcessedEvent: "evt",
+    Settlement: "stl",
+    IdempotencyRecord: "idem",
 }
-_PREFIX_BY_MODEL = {model: prefix for prefix, (model, _) in ROW_KINDS.items()}
-
-# Table Storage string properties hold at most 64 KiB (32K UTF-16 characters); longer JSON spills over.
-_DATA_CHUNK = 30_000
+_KIND_BY_PREFIX = {prefix: kind for kind, prefix in ACCOUNT_ROW_PREFIXES.items()}
 
 
-def row_key_for(model: BaseModel) -> str:
-    if isinstance(model, Account):
+def account_row_key(identity: RowId) -> str:
+    kind, identifier = identity
+    if identity == ACCOUNT_ROW:
         return ROOT_ROW_KEY
-    prefix = _PREFIX_BY_MODEL.get(type(model))
-    if prefix is None:
-        raise TypeError(f"{type(model).__name__} is not stored in account partitions")
-    return f"{prefix}:{getattr(model, ROW_KINDS[prefix][1])}"
+    return f"{ACCOUNT_ROW_PREFIXES[kind]}:{identifier}"
 
 
-def row_key(model_type: type[BaseModel], identifier: str) -> str:
-    return f"{_PREFIX_BY_MODEL[model_type]}:{identifier}"
+def account_row_key_for(model: BaseModel) -> str:
+    return account_row_key(row_id(model))
 
 
-def to_entity(partition_key: str, model: BaseModel, **extra: Any) -> dict[str, Any]:
-    data = model.model_dump_json()
-    entity: dict[str, Any] = {"PartitionKey": partition_key, "RowKey": row_key_for(model), **extra}
-    for index in range(0, max(len(data), 1), _DATA_CHUNK):
-        entity["Data" if index == 0 else f"Data{index // _DATA_CHUNK}"] = data[index : index + _DATA_CHUNK]
-    return entity
-
-
-def entity_json(entity: dict[str, Any]) -> str:
-    parts = [entity.get("Data", "")]
-    index = 1
-    while f"Data{index}" in entity:
-        parts.append(entity[f"Data{index}"])
-        index += 1
-    return "".join(parts)
-
-
-def from_entity(entity: dict[str, Any]) -> BaseModel:
-    key: str = entity["RowKey"]
-    if key == ROOT_ROW_KEY:
-        return Account.model_validate_json(entity_json(entity))
-    prefix, _, _ = key.partition(":")
-    if prefix not in ROW_KINDS:
+def account_row_identity(row_key: str) -> RowId:
+    """The partition identity of a stored RowKey; an unknown prefix is an error (a row this code cannot read)."""
+    if row_key == ROOT_ROW_KEY:
+        return ACCOUNT_ROW
+    prefix, _, identifier = row_key.partition(":")
+    kind = _KIND_BY_PREFIX.get(prefix)
+    if kind is None:
         raise ValueError(f"unknown row kind {prefix!r} in account partition")
-    return ROW_KINDS[prefix][0].model_validate_json(entity_json(entity))
+    return (kind, identifier)
+
+
+def account_row_kind(row_key: str) -> type[BaseModel]:
+    return Account if row_key == ROOT_ROW_KEY else account_row_identity(row_key)[0]
+
+
+# --- due ----------------------------------------------------------------------------------------------------------
+
+DUE_SHARDS = 8
+DUE_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def due_shard_of(account_id: str) -> str:
+    digest = hashlib.sha256(account_id.encode()).digest()
+    return due_shard(digest[0] % DUE_SHARDS)
+
+
+def due_shard(index: int) -> str:
+    return f"due-{index:02d}"
+
+
+def due_row_key(account_id: str, due_at: datetime) -> str:
+    return f"{due_at.astimezone(UTC).strftime(DUE_TIME_FORMAT)}|{account_id}"
+
+
+def due_row_key_upper_bound(now: datetime) -> str:
+    """The greatest RowKey of entries due at or before `now` ('~' sorts after every id character)."""
+    return f"{now.astimezone(UTC).strftime(DUE_TIME_FORMAT)}|~"
+
+
+def parse_due_row_key(row_key: str) -> tuple[str, datetime]:
+    stamp, _, account_id = row_key.partition("|")
+    return account_id, datetime.strptime(stamp, DUE_TIME_FORMAT).replace(tzinfo=UTC)
+
+
+# --- audit --------------------------------------------------------------------------------------------------------
+
+AUDIT_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+DELETION_KIND = "subscription.deleted"
+
+
+def deletion_row_key(subscription_id: str, deleted_at: datetime) -> str:
+    return f"deleted:{subscription_id}:{deleted_at.astimezone(UTC).strftime(AUDIT_TIME_FORMAT)}"
+
+
+# --- rejections ---------------------------------------------------------------------------------------------------
+
+REJECTIONS_PARTITION = "rejection"
+
+# --- webhooks -----------------------------------------------------------------------------------------------------
+
+WEBHOOK_SHARDS = 16
+
+
+def webhook_keys(webhook_id: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of a webhook id: hashed, so any id the portal sends is a valid key."""
+    key = hashlib.sha256(webhook_id.encode()).hexdigest()
+    return f"wh-{int(key[:4], 16) % WEBHOOK_SHARDS:02d}", key
+
+
+# --- gateway ------------------------------------------------------------------------------------------------------
+
+GATEWAY_PARTITION = "sandbox-charges"
+
+
+def gateway_row_key(idempotency_key: str) -> str:
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()

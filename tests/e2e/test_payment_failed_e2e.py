@@ -19,6 +19,7 @@ from shared.domain.model import Subscription
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE
 from shared.services.rejections import get_rejection
 from shared.storage.account_store import AccountStore
+from shared.storage.rejection_store import TableRejectionStore
 from shared.storage.tables import TableStorage
 from tests.support.local_host import outbox_of, start_app, wait_for
 from tests.support.payment_events import PORTAL, eml_files, payment_failed_document, read_eml
@@ -86,8 +87,10 @@ def test_a_malformed_event_on_the_queue_is_set_aside_as_a_rejection_on_the_first
 ) -> None:
     sent = payment_queue.send_message('{"specversion": "1.0", "id": "evt-e2e-broken", "type": "payment.failed"}')
 
-    wait_for(lambda: get_rejection(storage, sent.id) is not None, "the rejection record", local_host)
-    rejection = get_rejection(storage, sent.id)
+    wait_for(
+        lambda: get_rejection(TableRejectionStore(storage), sent.id) is not None, "the rejection record", local_host
+    )
+    rejection = get_rejection(TableRejectionStore(storage), sent.id)
     assert rejection is not None
     assert (rejection.event_id, rejection.dequeue_count) == ("evt-e2e-broken", 1)
     assert rejection.reason.startswith("source: Field required")

@@ -34,8 +34,9 @@ from cli.demo import DEMO_ACCOUNTS, PAYMENT_EVENTS_QUEUE, demo_failure_events
 from devhost.azurite import REPO_ROOT, AzuriteProcess, free_port
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.outbox import NotificationStatus
+from shared.domain.partition import AccountPartition
 from shared.domain.settlement import Settlement
-from shared.storage.account_store import AccountPartition, AccountStore
+from shared.storage.account_store import AccountStore
 from shared.storage.tables import TableStorage
 from tests.support.local_host import app_environment, outbox_of, start_app
 

@@ -37,8 +37,9 @@ from shared.domain.model import (
     Subscription,
 )
 from shared.domain.money import Money
+from shared.domain.partition import AccountPartition
 from shared.settings import LOCAL_WEBHOOK_SECRET
-from shared.storage.account_store import AccountPartition, AccountStore
+from shared.storage.account_store import AccountStore
 from shared.storage.layout import ALL_TABLES, WEBHOOKS_TABLE
 from shared.storage.tables import TableStorage
 from tests.faults.local_host import FUNCTION_KEY, LocalHost, start_local_host

@@ -35,8 +35,6 @@ from shared.domain.clock import FixedClock
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import AlertKind, ChargeStatus, PaymentMethodStatus, ProcessedEvent, Subscription
 from shared.domain.outbox import NotificationStatus
-from shared.services.rejections import list_rejections
-from shared.services.retention import run_retention
 from shared.settings import Settings
 from tests.faults.fault_proxy import FAULT_KINDS, FaultProxy
 from tests.faults.published import publish
@@ -250,7 +248,7 @@ def test_every_event_takes_effect_exactly_once_despite_duplicates_reordering_and
     recovery_emails = 0
     if pending_after_queue:
         # The safety net: every applied event put a recovery entry on the due index before its commit.
-        report = run_retention(checker, now=EVENT_AT + timedelta(minutes=10), time_budget=timedelta(minutes=2))
+        report = checker.run_retention(now=EVENT_AT + timedelta(minutes=10), time_budget=timedelta(minutes=2))
         recovery_emails = report.emails_sent
         partitions = {a: checker.accounts.load(a) for a in account_ids}
     seconds = time.monotonic() - started
@@ -282,7 +280,7 @@ def test_every_event_takes_effect_exactly_once_despite_duplicates_reordering_and
     operation_ids = sent_operation_ids(outbox)
     assert len(operation_ids) == events
     assert len(set(operation_ids)) == events
-    assert not [r for r in list_rejections(checker.storage) if r.event_id and run_id in r.event_id]
+    assert not [r for r in checker.list_rejections() if r.event_id and run_id in r.event_id]
     assert processed_events == events
 
     counts = {

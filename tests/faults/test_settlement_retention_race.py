@@ -31,11 +31,11 @@ from shared.domain.model import (
     Subscription,
 )
 from shared.domain.money import Money
-from shared.payments import ChargeOutcome, SandboxGateway
-from shared.services.retention import run_retention
-from shared.services.settlement import PaymentChoice, SettleCommand, settle_balance, settlement_id_for
+from shared.domain.partition import AccountPartition
+from shared.domain.payments import ChargeOutcome
+from shared.domain.settle_balance import PaymentChoice, SettleCommand, settlement_id_for
 from shared.settings import Settings
-from shared.storage.account_store import AccountPartition
+from shared.storage.sandbox_gateway import SandboxGateway
 from tests.faults.published import publish
 
 pytestmark = pytest.mark.azurite
@@ -138,7 +138,7 @@ def test_racing_settlements_and_retention_runs_charge_once_and_never_cancel_a_pa
             idempotency_key=key,
         )
         try:
-            outcome = settle_balance(deps, command).status.value
+            outcome = deps.settle_balance(command).status.value
         except Exception as error:
             outcome = type(error).__name__
         with lock:
@@ -148,7 +148,7 @@ def test_racing_settlements_and_retention_runs_charge_once_and_never_cancel_a_pa
         deps = worker_dependencies(azurite.connection_string, outbox, lifecycle_queue)
         if barrier is not None:
             barrier.wait()
-        report = run_retention(deps, now=NOW, time_budget=timedelta(minutes=2))
+        report = deps.run_retention(now=NOW, time_budget=timedelta(minutes=2))
         with lock:
             outcomes["retention: accounts reviewed"] += report.accounts_reviewed
             outcomes["retention: accounts failed (stay due)"] += report.accounts_failed

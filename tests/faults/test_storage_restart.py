@@ -25,8 +25,7 @@ from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import ProcessedEvent, Subscription
 from shared.domain.outbox import NotificationStatus
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE
-from shared.services.outbox import RECOVERY_DELAY
-from shared.services.retention import run_retention
+from shared.services.delivery import RECOVERY_DELAY
 from shared.settings import Settings
 from tests.faults.local_host import start_local_host, wait_for
 from tests.faults.published import publish
@@ -157,7 +156,7 @@ def test_processing_resumes_after_storage_restarts_mid_run_and_nothing_is_lost(
     emails_by_host = email_count(outbox)
     pending = [a for a in processed if deps.accounts.load(a).notifications[0].status is NotificationStatus.PENDING]
     # The timer's next run finishes deliveries that storage cut short (their recovery entries are due by now).
-    recovery = run_retention(deps, now=deps.clock.now(), time_budget=timedelta(minutes=2))
+    recovery = deps.run_retention(now=deps.clock.now(), time_budget=timedelta(minutes=2))
 
     assert set(second) <= set(processed), "events sent after the restart must all be processed"
     assert unprocessed <= still_queued, "an unprocessed event must still be on the queue (invisible while in flight)"

@@ -18,9 +18,8 @@ from shared.bootstrap import Dependencies, dependencies
 from shared.domain.errors import TransientStorageError
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import Subscription
-from shared.services.rejections import get_rejection
 from shared.storage.account_store import AccountStore
-from shared.storage.due_index import DueIndex
+from shared.storage.due_index import TableDueIndex
 from shared.storage.tables import TableStorage
 from tests.support.payment_events import a_charge, body_of, eml_files, payment_failed_document
 
@@ -99,7 +98,7 @@ def test_bad_input_returns_normally_so_the_host_deletes_it_and_leaves_a_rejectio
     assert payment_failed(message) is None
 
     deps = dependencies()
-    rejection = get_rejection(deps.storage, message.id)
+    rejection = deps.get_rejection(message.id)
     assert rejection is not None
     assert rejection.reason.startswith("data.charges[0].amount: String should match pattern")
     assert (rejection.event_id, rejection.dequeue_count, rejection.raw_body) == ("evt-0001", 1, message.get_body())
@@ -123,7 +122,7 @@ def test_a_payment_received_event_is_dispatched_to_the_invoice_service(account_i
 
     payment_failed(message)
 
-    rejection = get_rejection(dependencies().storage, message.id)
+    rejection = dependencies().get_rejection(message.id)
     assert rejection is not None
     assert rejection.event_type == "payment.received"
     assert rejection.reason.startswith("UnknownAccountError:")
@@ -137,13 +136,12 @@ def test_storage_that_does_not_answer_raises_so_the_host_retries(
     warm = dependencies()
     unreachable = azurite.connection_string.replace(f":{azurite.table_port}/", f":{free_port()}/")
     storage = TableStorage(unreachable, retry_total=0)
-    accounts, due = AccountStore(storage), DueIndex(storage)
+    accounts, due = AccountStore(storage), TableDueIndex(storage)
     outage = dataclasses.replace(
         warm,
         storage=storage,
         accounts=accounts,
         due=due,
-        outbox=dataclasses.replace(warm.outbox, store=accounts, due=due),
     )
     monkeypatch.setattr(handler, "dependencies", lambda: outage)
 

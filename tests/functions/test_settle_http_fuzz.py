@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from functions.settle_http import routes
 from functions.settle_http.openapi import render
 from shared.bootstrap import Dependencies
-from shared.services.settlement_views import NotificationEmailView, Overview, Quote, SettlementOutcome
+from shared.services.views import NotificationEmailView, Overview, Quote, SettlementOutcome
 from tests.support.settlement_data import (
     ADMIN,
     MASTERCARD,

@@ -6,7 +6,7 @@ import pytest
 
 from devhost.azurite import AzuriteProcess
 from shared.storage.account_store import AccountStore
-from shared.storage.due_index import DueIndex
+from shared.storage.due_index import TableDueIndex
 from shared.storage.tables import RequestCounter, TableStorage
 
 
@@ -29,8 +29,8 @@ def store(table_storage: TableStorage) -> AccountStore:
 
 
 @pytest.fixture
-def due_index(table_storage: TableStorage) -> DueIndex:
-    return DueIndex(table_storage)
+def due_index(table_storage: TableStorage) -> TableDueIndex:
+    return TableDueIndex(table_storage)
 
 
 @pytest.fixture

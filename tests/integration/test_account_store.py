@@ -20,8 +20,10 @@ from shared.domain.model import (
 )
 from shared.domain.money import Money
 from shared.domain.outbox import LifecycleEvent, Notification
+from shared.domain.partition import AccountPartition
 from shared.domain.settlement import Settlement
-from shared.storage.account_store import AccountPartition, AccountStore, with_fresh_partition
+from shared.services.unit_of_work import with_fresh_partition
+from shared.storage.account_store import AccountStore
 from shared.storage.layout import ACCOUNTS_TABLE
 from shared.storage.tables import RequestCounter, TableStorage
 

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.email import AcsEmailSender, OutgoingEmail, SendStatus
+from shared.domain.email import OutgoingEmail, SendStatus
+from shared.email import AcsEmailSender
 from tests.support.acs_standin import Accepted, AcsEmailStandin, ErrorResponse, FailedOperation, Throttled
 
 if TYPE_CHECKING:

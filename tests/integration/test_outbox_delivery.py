@@ -10,12 +10,13 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from devhost.azurite import AzuriteProcess
 from shared.adapters.lifecycle_queue import QueueLifecyclePublisher
 from shared.domain.clock import FixedClock
+from shared.domain.email import OutgoingEmail, SendOutcome
 from shared.domain.model import Account
 from shared.domain.outbox import LifecycleEvent, Notification, NotificationStatus
-from shared.email import EmailRenderer, OutboxEmailSender, OutgoingEmail, SendOutcome
-from shared.services.outbox import Outbox, deliver
+from shared.email import EmailRenderer, OutboxEmailSender
+from shared.services.delivery import Outbox, deliver
 from shared.storage.account_store import AccountStore
-from shared.storage.due_index import DueIndex
+from shared.storage.due_index import TableDueIndex
 
 NOW = datetime(2026, 11, 24, 10, tzinfo=UTC)
 
@@ -41,7 +42,7 @@ def clock() -> FixedClock:
 def make_outbox(
     azurite: AzuriteProcess,
     store: AccountStore,
-    due_index: DueIndex,
+    due_index: TableDueIndex,
     sender: ScriptedSender,
     clock: FixedClock,
     queue_name: str,
@@ -86,7 +87,7 @@ def seed(store: AccountStore, account_id: str, *rows: object) -> None:
 def test_a_throttled_email_stays_pending_is_put_on_the_due_index_and_is_sent_once_later(
     azurite: AzuriteProcess,
     store: AccountStore,
-    due_index: DueIndex,
+    due_index: TableDueIndex,
     account_id: str,
     tmp_path: Path,
     clock: FixedClock,
@@ -118,7 +119,7 @@ def test_a_throttled_email_stays_pending_is_put_on_the_due_index_and_is_sent_onc
 def test_an_email_that_cannot_be_rendered_is_set_aside_and_the_others_still_go(
     azurite: AzuriteProcess,
     store: AccountStore,
-    due_index: DueIndex,
+    due_index: TableDueIndex,
     account_id: str,
     tmp_path: Path,
     clock: FixedClock,
@@ -140,7 +141,7 @@ def test_an_email_that_cannot_be_rendered_is_set_aside_and_the_others_still_go(
 def test_pending_lifecycle_events_are_published_base64_and_then_removed(
     azurite: AzuriteProcess,
     store: AccountStore,
-    due_index: DueIndex,
+    due_index: TableDueIndex,
     account_id: str,
     tmp_path: Path,
     clock: FixedClock,

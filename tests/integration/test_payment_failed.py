@@ -27,18 +27,17 @@ from shared.domain.model import (
 )
 from shared.domain.money import Money
 from shared.domain.outbox import Notification, NotificationStatus
-from shared.events.payment_events import PaymentFailedEvent
-from shared.services.outbox import RECOVERY_DELAY
-from shared.services.payment_failed import (
+from shared.domain.partition import AccountPartition
+from shared.domain.payment_events import PaymentFailedEvent
+from shared.domain.payment_failure import (
     EventReplayConflictError,
     PaymentFailedOutcome,
     PaymentFailedResult,
     alert_id,
-    apply_payment_failed,
     notification_id,
 )
-from shared.services.rejections import Rejection, get_rejection
-from shared.storage.account_store import AccountPartition
+from shared.domain.rejection import Rejection
+from shared.services.delivery import RECOVERY_DELAY
 from tests.support.payment_events import (
     PORTAL,
     a_charge,
@@ -105,7 +104,7 @@ def seed(deps: Dependencies, account_id: str, *rows: Any) -> None:
 def test_a_failed_payment_records_the_account_the_failed_method_and_the_outstanding_charge(
     deps: Dependencies, account_id: str
 ) -> None:
-    result = apply_payment_failed(deps, event_of(payment_failed_document(account_id)))
+    result = deps.apply_payment_failed(event_of(payment_failed_document(account_id)))
 
     partition = load(deps, account_id)
     assert result.outcome is PaymentFailedOutcome.APPLIED
@@ -140,7 +139,7 @@ def test_a_failed_payment_records_the_account_the_failed_method_and_the_outstand
 def test_on_a_shared_card_the_charged_subscription_becomes_past_due_and_the_other_is_recorded_enabled(
     deps: Dependencies, account_id: str
 ) -> None:
-    result = apply_payment_failed(deps, event_of(payment_failed_document(account_id)))
+    result = deps.apply_payment_failed(event_of(payment_failed_document(account_id)))
 
     partition = load(deps, account_id)
     charged, sharing = subscription(partition, "sub-a"), subscription(partition, "sub-b")
@@ -164,7 +163,7 @@ def test_on_a_shared_card_the_charged_subscription_becomes_past_due_and_the_othe
 def test_one_open_payment_failed_alert_names_the_method_the_subscriptions_and_the_cancellation_date(
     deps: Dependencies, account_id: str
 ) -> None:
-    apply_payment_failed(deps, event_of(payment_failed_document(account_id)))
+    deps.apply_payment_failed(event_of(payment_failed_document(account_id)))
 
     assert load(deps, account_id).alerts == [
         Alert(
@@ -181,7 +180,7 @@ def test_one_open_payment_failed_alert_names_the_method_the_subscriptions_and_th
 def test_the_notification_is_recorded_with_everything_the_email_needs_and_sent_once(
     deps: Dependencies, account_id: str, outbox_dir: Path
 ) -> None:
-    result = apply_payment_failed(deps, event_of(payment_failed_document(account_id, event_id="evt-ctx")))
+    result = deps.apply_payment_failed(event_of(payment_failed_document(account_id, event_id="evt-ctx")))
 
     (notification,) = load(deps, account_id).notifications
     assert notification.id == notification_id("evt-ctx") == result.notification_id
@@ -236,7 +235,7 @@ def test_the_notification_is_recorded_with_everything_the_email_needs_and_sent_o
 def test_the_retention_timer_and_the_delivery_safety_net_are_scheduled_on_the_due_index(
     deps: Dependencies, account_id: str
 ) -> None:
-    apply_payment_failed(deps, event_of(payment_failed_document(account_id)))
+    deps.apply_payment_failed(event_of(payment_failed_document(account_id)))
 
     scheduled = sorted(e.due_at for e in deps.due.due(NOW + timedelta(days=60)) if e.account_id == account_id)
     first_reminder = NOW.replace(microsecond=0) + timedelta(days=7)
@@ -246,11 +245,11 @@ def test_the_retention_timer_and_the_delivery_safety_net_are_scheduled_on_the_du
 def test_a_second_failure_on_the_same_method_adds_to_the_total_and_keeps_one_alert(
     deps: Dependencies, account_id: str, outbox_dir: Path, clock: FixedClock
 ) -> None:
-    apply_payment_failed(deps, event_of(payment_failed_document(account_id, event_id="evt-1")))
+    deps.apply_payment_failed(event_of(payment_failed_document(account_id, event_id="evt-1")))
     clock.advance(timedelta(days=3))
     second = payment_failed_document(account_id, event_id="evt-2", charges=[a_charge("inv-2", "sub-b", "10.05")])
 
-    result = apply_payment_failed(deps, event_of(second))
+    result = deps.apply_payment_failed(event_of(second))
 
     partition = load(deps, account_id)
     assert result.past_due_subscription_ids == ("sub-b",)
@@ -298,7 +297,7 @@ def test_known_subscriptions_keep_their_state_warned_moves_to_past_due_and_disab
         subscriptions=[{"id": s, "name": f"Renamed {s}", "service": "Azure"} for s in ("sub-w", "sub-d", "sub-x")],
     )
 
-    result = apply_payment_failed(deps, event_of(document))
+    result = deps.apply_payment_failed(event_of(document))
 
     partition = load(deps, account_id)
     states = {s.id: (s.name, s.state) for s in partition.subscriptions}
@@ -326,7 +325,7 @@ def test_a_redelivery_after_an_interrupted_attempt_completes_the_missing_effects
     )
 
     # WHEN the event is delivered again
-    result = apply_payment_failed(deps, event)
+    result = deps.apply_payment_failed(event)
 
     # THEN the alert, the email and the marker are completed and the subscription is not transitioned twice
     partition = load(deps, account_id)
@@ -345,8 +344,8 @@ def test_an_event_with_more_rows_than_one_transaction_is_committed_completely(
     subscriptions = [{"id": f"sub-{n:03d}", "name": f"S{n}", "service": "Azure"} for n in range(120)]
     document = payment_failed_document(account_id, charges=charges, subscriptions=subscriptions)
 
-    apply_payment_failed(deps, event_of(document))
-    repeat = apply_payment_failed(deps, event_of(document))
+    deps.apply_payment_failed(event_of(document))
+    repeat = deps.apply_payment_failed(event_of(document))
 
     partition = load(deps, account_id)
     assert repeat.outcome is PaymentFailedOutcome.DUPLICATE
@@ -363,10 +362,10 @@ def test_the_same_event_ten_times_changes_state_once_and_sends_one_email(
     deps: Dependencies, account_id: str, outbox_dir: Path
 ) -> None:
     event = event_of(payment_failed_document(account_id))
-    first = apply_payment_failed(deps, event)
+    first = deps.apply_payment_failed(event)
     after_first = load(deps, account_id)
 
-    repeats = [apply_payment_failed(deps, event) for _ in range(9)]
+    repeats = [deps.apply_payment_failed(event) for _ in range(9)]
 
     partition = load(deps, account_id)
     assert first.outcome is PaymentFailedOutcome.APPLIED
@@ -390,7 +389,7 @@ def test_two_workers_processing_the_same_event_at_once_change_state_once_and_sen
     def work(deps: Dependencies) -> None:
         start.wait()
         try:
-            results.append(apply_payment_failed(deps, event))
+            results.append(deps.apply_payment_failed(event))
         except BaseException as error:
             errors.append(error)
 
@@ -412,12 +411,12 @@ def test_two_workers_processing_the_same_event_at_once_change_state_once_and_sen
 def test_the_same_event_id_with_different_content_is_refused_and_changes_nothing(
     deps: Dependencies, account_id: str
 ) -> None:
-    apply_payment_failed(deps, event_of(payment_failed_document(account_id, event_id="evt-reused")))
+    deps.apply_payment_failed(event_of(payment_failed_document(account_id, event_id="evt-reused")))
     before = load(deps, account_id)
     other = payment_failed_document(account_id, event_id="evt-reused", charges=[a_charge("inv-9", "sub-b")])
 
     with pytest.raises(EventReplayConflictError):
-        apply_payment_failed(deps, event_of(other))
+        deps.apply_payment_failed(event_of(other))
 
     after = load(deps, account_id)
     assert (after.version, after.rows) == (before.version, before.rows)
@@ -427,7 +426,7 @@ def test_a_late_event_for_a_charge_already_paid_reopens_nothing_and_is_acknowled
     deps: Dependencies, account_id: str, outbox_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN inv-1 failed, then was paid and sub-a re-enabled
-    apply_payment_failed(deps, event_of(payment_failed_document(account_id, event_id="evt-first")))
+    deps.apply_payment_failed(event_of(payment_failed_document(account_id, event_id="evt-first")))
     partition = load(deps, account_id)
     paid = partition.get(Charge, "inv-1")
     assert paid is not None
@@ -440,7 +439,7 @@ def test_a_late_event_for_a_charge_already_paid_reopens_nothing_and_is_acknowled
 
     # WHEN an older failure event for the same invoice arrives late, under another id
     with caplog.at_level(logging.INFO, logger="shared.services.payment_failed"):
-        result = apply_payment_failed(deps, event_of(payment_failed_document(account_id, event_id="evt-late")))
+        result = deps.apply_payment_failed(event_of(payment_failed_document(account_id, event_id="evt-late")))
 
     # THEN nothing re-opens, no email goes out, and the event is marked processed and logged
     after = load(deps, account_id)
@@ -534,7 +533,7 @@ def test_each_kind_of_bad_input_is_recorded_as_a_rejection_at_once_and_changes_n
     with caplog.at_level(logging.WARNING, logger=handler.__name__):
         deliver_message(body, message_id, dequeue_count=1)
 
-    rejection = get_rejection(queue_handler.storage, message_id)
+    rejection = queue_handler.get_rejection(message_id)
     assert isinstance(rejection, Rejection)
     assert expected_reason in rejection.reason
     assert (rejection.raw_body, rejection.dequeue_count, rejection.received_at) == (body, 1, NOW)
@@ -548,7 +547,7 @@ def test_a_rejection_keeps_the_event_id_when_it_is_readable(queue_handler: Depen
 
     deliver_message(body, f"msg-{account_id}", dequeue_count=2)
 
-    rejection = get_rejection(queue_handler.storage, f"msg-{account_id}")
+    rejection = queue_handler.get_rejection(f"msg-{account_id}")
     assert rejection is not None
     assert (rejection.event_id, rejection.event_type, rejection.dequeue_count) == ("evt-neg", "payment.failed", 2)
 
@@ -562,7 +561,7 @@ def test_a_reused_event_id_with_other_content_is_rejected_through_the_queue(
 
     deliver_message(body_of(changed), f"msg-2-{account_id}")
 
-    rejection = get_rejection(queue_handler.storage, f"msg-2-{account_id}")
+    rejection = queue_handler.get_rejection(f"msg-2-{account_id}")
     assert rejection is not None
     assert rejection.event_id == "evt-same"
     assert "EventReplayConflictError" in rejection.reason
@@ -583,7 +582,7 @@ def test_a_payment_received_for_an_unknown_account_is_rejected(queue_handler: De
 
     deliver_message(body, f"msg-{account_id}")
 
-    rejection = get_rejection(queue_handler.storage, f"msg-{account_id}")
+    rejection = queue_handler.get_rejection(f"msg-{account_id}")
     assert rejection is not None
     assert rejection.event_id == f"evt-recv-{account_id}"
     assert not load(queue_handler, account_id).exists
@@ -598,7 +597,7 @@ def test_the_dutch_email_is_rendered_from_the_nl_nl_templates_into_one_eml_file(
     document = payment_failed_document(account_id, locale="nl-NL")
     document["data"]["subscriptions"][0]["name"] = "Productie <EU> & co"
 
-    apply_payment_failed(deps, event_of(document))
+    deps.apply_payment_failed(event_of(document))
 
     (path,) = eml_files(outbox_dir)
     message = read_eml(path)
@@ -623,7 +622,7 @@ def test_the_english_email_for_a_hard_decline_asks_for_another_payment_method(
 ) -> None:
     document = payment_failed_document(account_id, locale="en-US", reason="expired_card")
 
-    apply_payment_failed(deps, event_of(document))
+    deps.apply_payment_failed(event_of(document))
 
     (path,) = eml_files(outbox_dir)
     message = read_eml(path)
@@ -641,7 +640,7 @@ def test_the_english_email_for_a_hard_decline_asks_for_another_payment_method(
 def test_a_soft_decline_says_the_same_method_may_be_used_again(
     deps: Dependencies, account_id: str, outbox_dir: Path
 ) -> None:
-    apply_payment_failed(deps, event_of(payment_failed_document(account_id, locale="en-US")))
+    deps.apply_payment_failed(event_of(payment_failed_document(account_id, locale="en-US")))
 
     text, _ = text_and_html(read_eml(eml_files(outbox_dir)[0]))
     assert "because the card issuer reported insufficient funds." in text

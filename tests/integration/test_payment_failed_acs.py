@@ -12,10 +12,10 @@ from devhost.azurite import AzuriteProcess
 from shared.bootstrap import Dependencies
 from shared.domain.clock import FixedClock
 from shared.domain.outbox import Notification, NotificationStatus
+from shared.domain.payment_events import PaymentFailedEvent
+from shared.domain.payment_failure import PaymentFailedOutcome, notification_id
 from shared.email import AcsEmailSender
-from shared.events.payment_events import PaymentFailedEvent
-from shared.services.outbox import deliver
-from shared.services.payment_failed import PaymentFailedOutcome, apply_payment_failed, notification_id
+from shared.services.delivery import deliver
 from tests.support.acs_standin import AcsEmailStandin, ErrorResponse, Throttled
 from tests.support.payment_events import build_dependencies, payment_failed_document
 
@@ -58,7 +58,7 @@ def test_a_throttled_send_stays_pending_until_retry_after_then_goes_out_once(
     acs_standin.enqueue(Throttled(retry_after_seconds=600))
     event = PaymentFailedEvent.model_validate(payment_failed_document(account_id, event_id="evt-429"))
 
-    result = apply_payment_failed(deps, event)
+    result = deps.apply_payment_failed(event)
 
     throttled = stored_notification(deps, account_id, "evt-429")
     assert result.emails_sent == ()
@@ -73,7 +73,7 @@ def test_a_throttled_send_stays_pending_until_retry_after_then_goes_out_once(
     )
 
     # A redelivered event before Retry-After neither re-applies nor sends early.
-    assert apply_payment_failed(deps, event).outcome is PaymentFailedOutcome.DUPLICATE
+    assert deps.apply_payment_failed(event).outcome is PaymentFailedOutcome.DUPLICATE
     assert acs_standin.delivered == []
 
     clock.advance(timedelta(minutes=10))
@@ -91,7 +91,7 @@ def test_a_throttled_send_stays_pending_until_retry_after_then_goes_out_once(
     assert "EUR 49,95" in delivered.message["content"]["plainText"]
 
     deliver(deps.outbox, account_id)
-    apply_payment_failed(deps, event)
+    deps.apply_payment_failed(event)
     assert len(acs_standin.delivered) == 1
     assert acs_standin.unauthorized_requests == 0
 
@@ -102,7 +102,7 @@ def test_a_server_error_is_retried_with_backoff_and_the_retry_sends_it(
     acs_standin.enqueue(ErrorResponse(status=500))
     event = PaymentFailedEvent.model_validate(payment_failed_document(account_id, event_id="evt-500"))
 
-    apply_payment_failed(deps, event)
+    deps.apply_payment_failed(event)
 
     failed_once = stored_notification(deps, account_id, "evt-500")
     assert (failed_once.status, failed_once.attempts) == (NotificationStatus.PENDING, 1)

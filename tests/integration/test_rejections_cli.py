@@ -15,8 +15,9 @@ from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient
 from cli.__main__ import main
 from devhost.azurite import AzuriteProcess
 from shared.bootstrap import dependencies
+from shared.services.rejections import record_rejection
+from shared.domain.rejection import RejectionStatus
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE
-from shared.services.rejections import RejectionStatus, get_rejection, record_rejection
 
 pytestmark = pytest.mark.azurite
 
@@ -56,7 +57,7 @@ def a_rejected_message() -> tuple[str, bytes]:
     message_id = f"msg-{uuid.uuid4().hex[:12]}"
     body = b'{"specversion": "1.0", "id": "evt-bad-amount", "type": "payment.failed"}'
     record_rejection(
-        dependencies().storage,
+        dependencies().rejections,
         body=body,
         reason="data: Field required",
         at=AT,
@@ -102,7 +103,7 @@ def test_resubmit_puts_the_exact_bytes_back_on_the_queue_base64_encoded_and_mark
     assert main(["rejections", "resubmit", message_id]) == 0
 
     assert drain(payment_queue) == [body]
-    rejection = get_rejection(dependencies().storage, message_id)
+    rejection = dependencies().get_rejection(message_id)
     assert rejection is not None
     assert (rejection.status, rejection.resubmit_count) == (RejectionStatus.RESUBMITTED, 1)
     assert f"re-submitted {message_id} (event evt-bad-amount)" in capsys.readouterr().out

@@ -12,15 +12,18 @@ import pytest
 
 from devhost.azurite import AzuriteProcess
 from shared.bootstrap import Dependencies
+from shared.domain.email import OutgoingEmail, SendOutcome
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import ChargeStatus, DeclineReason
 from shared.domain.outbox import NotificationStatus
-from shared.email import OutgoingEmail, SendOutcome
-from shared.services.retention_plan import RetentionActionKind
-from shared.storage.account_store import AccountPartition, with_fresh_partition
-from shared.storage.due_index import SHARDS, DueEntry, DueIndex
-from shared.storage.layout import ACCOUNTS_TABLE
-from shared.webhooks import VerifiedWebhook, WebhookDelivery, WebhookLedger, request_fingerprint
+from shared.domain.partition import AccountPartition
+from shared.domain.retention_plan import RetentionActionKind
+from shared.services.ports import DueEntry
+from shared.services.unit_of_work import with_fresh_partition
+from shared.storage.due_index import TableDueIndex
+from shared.storage.layout import ACCOUNTS_TABLE, DUE_SHARDS
+from shared.storage.webhook_ledger import TableWebhookLedger
+from shared.webhooks import VerifiedWebhook, WebhookDelivery, request_fingerprint
 from tests.support.retention import (
     FAILED_AT,
     SUBSCRIPTION_NAME,
@@ -46,11 +49,11 @@ class SimulatedCrash(BaseException):
     """The process dies: not an Exception, so nothing on the way catches it."""
 
 
-class CrashingDueIndex(DueIndex):
+class CrashingDueIndex(TableDueIndex):
     """The real due index, whose first removal of an entry kills the process (after the account was committed)."""
 
     def __init__(self, deps: Dependencies) -> None:
-        super().__init__(deps.storage)
+        super().__init__(deps.tables)
         self.crashed = False
 
     def remove(self, entry: DueEntry) -> None:
@@ -182,7 +185,7 @@ def test_a_run_reads_only_the_due_accounts_whatever_else_is_stored(world: World)
     assert report.entries_due == 3
     # Per due account: read, schedule the next review, commit, record the sent email, remove the entry;
     # once per run: one query for expired webhook ids (none here).
-    assert requests == SHARDS + 3 * 5 + 1
+    assert requests == DUE_SHARDS + 3 * 5 + 1
 
 
 def test_a_subscription_paid_but_still_disabled_is_re_enabled_and_reported(world: World) -> None:
@@ -288,7 +291,7 @@ def test_an_account_that_fails_is_reported_and_stays_due_while_the_others_go_on(
         seed_past_due_account(world, account_id)
 
     # A row nobody can read (written by hand, or by a future version) makes the whole account fail to load.
-    world.deps.storage.table(ACCOUNTS_TABLE).upsert_entity(
+    world.deps.tables.table(ACCOUNTS_TABLE).upsert_entity(
         {"PartitionKey": broken, "RowKey": "sub:corrupt", "Data": "{not json"}
     )
 
@@ -301,7 +304,7 @@ def test_an_account_that_fails_is_reported_and_stays_due_while_the_others_go_on(
 
 
 def test_the_nightly_run_forgets_webhook_ids_older_than_the_replay_window(world: World) -> None:
-    ledger = WebhookLedger(world.deps.storage, clock=world.clock)
+    ledger = TableWebhookLedger(world.deps.tables, clock=world.clock)
     world.clock.set(FIRST_REMINDER_NIGHT - timedelta(days=2))
     old = VerifiedWebhook(id=f"msg_{new_account_id()}", timestamp=world.clock.now())
     ledger.remember(old, request_fingerprint("POST", "/api/accounts/acc-1/settlement", b"{}"))

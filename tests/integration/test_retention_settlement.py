@@ -12,8 +12,9 @@ import pytest
 from devhost.azurite import AzuriteProcess
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import AlertKind, ChargeStatus
-from shared.storage.account_store import AccountPartition, AccountStore
-from shared.storage.audit_log import AuditLog
+from shared.domain.partition import AccountPartition
+from shared.storage.account_store import AccountStore
+from shared.storage.audit_log import TableAuditLog
 from tests.support.retention import World, make_world, new_account_id, seed_past_due_account, settle
 
 pytestmark = pytest.mark.azurite
@@ -67,7 +68,7 @@ def test_a_settlement_at_any_stage_stops_the_timeline(world: World, settled_at: 
     assert world.subscription(account_id).state is SubscriptionState.ENABLED
     assert [c.status for c in partition.charges] == [ChargeStatus.PAID]
     assert [a.kind for a in partition.alerts if a.is_open] == []
-    assert AuditLog(world.deps.storage).deletions(account_id) == []
+    assert TableAuditLog(world.deps.tables).deletions(account_id) == []
     assert world.due_entries(account_id, MILESTONE_NIGHTS[-1] + timedelta(days=365)) == []
 
 
@@ -75,7 +76,7 @@ class InterferingAccountStore(AccountStore):
     """The real store; the first time a run commits, someone else commits to the same account just before."""
 
     def __init__(self, world: World, interfere: Callable[[], object]) -> None:
-        super().__init__(world.deps.storage)
+        super().__init__(world.deps.tables)
         self._interfere: Callable[[], object] | None = interfere
 
     def commit(self, partition: AccountPartition) -> None:
@@ -112,5 +113,5 @@ def test_a_settlement_landing_between_the_read_and_the_commit_wins_and_is_left_a
     assert subscription.history[-1].reason == "balance_settled"
     assert len(world.email.sent) == emails_before
     assert {e["type"] for e in world.lifecycle_events()} <= {"subscription.disabled"}
-    assert AuditLog(world.deps.storage).deletions(account_id) == []
+    assert TableAuditLog(world.deps.tables).deletions(account_id) == []
     assert [a.kind for a in world.load(account_id).alerts if a.is_open and a.kind is AlertKind.DISABLED] == []

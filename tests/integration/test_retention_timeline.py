@@ -15,10 +15,10 @@ from devhost.azurite import AzuriteProcess
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import Alert, AlertKind, Charge, PaymentMethod, Subscription
 from shared.domain.outbox import NotificationStatus
+from shared.domain.partition import AccountPartition
+from shared.domain.retention_plan import RetentionActionKind, Template
 from shared.domain.settlement import Settlement
-from shared.services.retention_plan import RetentionActionKind, Template
-from shared.storage.account_store import AccountPartition
-from shared.storage.audit_log import AuditLog
+from shared.storage.audit_log import TableAuditLog
 from tests.support.retention import (
     ADMIN_EMAIL,
     FAILED_AT,
@@ -146,7 +146,7 @@ def test_nothing_stays_on_the_due_index_after_the_deletion(timeline: Timeline) -
 
 
 def test_the_audit_record_keeps_ids_dates_and_amounts_but_no_personal_data(timeline: Timeline) -> None:
-    (record,) = AuditLog(timeline.world.deps.storage).deletions(timeline.account_id)
+    (record,) = TableAuditLog(timeline.world.deps.tables).deletions(timeline.account_id)
 
     assert record.subscription_id == "sub-1"
     assert record.service == "Virtual Machines"

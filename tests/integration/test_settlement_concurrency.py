@@ -18,20 +18,14 @@ from shared.domain.errors import DomainError
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import ChargeStatus
 from shared.domain.money import Money
-from shared.domain.settlement import Settlement, SettlementStatus
-from shared.payments.gateway import ChargeResult, PaymentGateway, SandboxGateway
-from shared.services.settlement import (
-    PENDING_CHARGE_EXPIRY,
-    NothingToSettleError,
-    QuoteChangedError,
-    SettlementInProgressError,
-    SettlementOutcome,
-    quote_settlement,
-    reconcile_settlements,
-    settle_balance,
-    settlement_id_for,
-)
-from shared.storage.due_index import DueEntry, DueIndex
+from shared.domain.payments import ChargeResult
+from shared.domain.settle_balance import PENDING_CHARGE_EXPIRY, SettlementInProgressError, settlement_id_for
+from shared.domain.settlement import NothingToSettleError, Settlement, SettlementStatus
+from shared.services.ports import DueEntry, PaymentGateway
+from shared.services.settle_balance import QuoteChangedError
+from shared.services.views import SettlementOutcome
+from shared.storage.due_index import TableDueIndex
+from shared.storage.sandbox_gateway import SandboxGateway
 from tests.support.settlement_data import (
     ADMIN,
     NOW,
@@ -92,7 +86,7 @@ def ledger_count(deps: Dependencies, settlement_ids: set[str]) -> int:
 
 def attempt(deps: Dependencies, account_id: str, key: str) -> SettlementOutcome | DomainError:
     try:
-        return settle_balance(deps, settle_command(account_id, key))
+        return deps.settle_balance(settle_command(account_id, key))
     except DomainError as error:
         return error
 
@@ -151,7 +145,7 @@ def test_a_crash_after_the_charge_is_completed_by_a_retry_without_charging_twice
     command = settle_command(account.id, "key-crash")
 
     with pytest.raises(SimulatedCrashError):
-        settle_balance(crashing, command)
+        crashing.settle_balance(command)
 
     settlement_id = settlement_id_for(account.id, "key-crash")
     halfway = deps.accounts.load(account.id)
@@ -161,7 +155,7 @@ def test_a_crash_after_the_charge_is_completed_by_a_retry_without_charging_twice
     assert all(c.status is ChargeStatus.OUTSTANDING for c in halfway.charges)
     assert ledger_count(deps, {settlement_id}) == 1
 
-    outcome = settle_balance(deps, command)
+    outcome = deps.settle_balance(command)
 
     assert outcome.status is SettlementStatus.SUCCEEDED
     assert ledger_count(deps, {settlement_id}) == 1
@@ -176,12 +170,12 @@ def test_a_crash_after_the_charge_is_completed_by_reconciliation_and_the_retry_t
 ) -> None:
     command = settle_command(account.id, "key-crash")
     with pytest.raises(SimulatedCrashError):
-        settle_balance(dataclasses.replace(deps, gateway=CrashAfterCharge(deps.gateway)), command)
+        dataclasses.replace(deps, gateway=CrashAfterCharge(deps.gateway)).settle_balance(command)
 
-    reconciled = reconcile_settlements(deps, account.id)
+    reconciled = deps.reconcile_settlements(account.id)
 
     assert [o.status for o in reconciled] == [SettlementStatus.SUCCEEDED]
-    replay = settle_balance(deps, command)
+    replay = deps.settle_balance(command)
     assert (replay.status, replay.replayed) == (SettlementStatus.SUCCEEDED, True)
     assert ledger_count(deps, {settlement_id_for(account.id, "key-crash")}) == 1
 
@@ -190,10 +184,10 @@ def test_while_a_charge_is_in_flight_another_key_is_refused_rather_than_charged(
     deps: Dependencies, account: AccountData
 ) -> None:
     with pytest.raises(SimulatedCrashError):
-        settle_balance(dataclasses.replace(deps, gateway=CrashBeforeCharge(deps.gateway)), settle_command(account.id))
+        dataclasses.replace(deps, gateway=CrashBeforeCharge(deps.gateway)).settle_balance(settle_command(account.id))
 
     with pytest.raises(SettlementInProgressError):
-        settle_balance(deps, settle_command(account.id, "key-other"))
+        deps.settle_balance(settle_command(account.id, "key-other"))
 
 
 def test_a_claim_whose_charge_never_happened_is_released_after_the_expiry(
@@ -201,13 +195,13 @@ def test_a_claim_whose_charge_never_happened_is_released_after_the_expiry(
 ) -> None:
     crashed = settle_command(account.id, "key-crashed")
     with pytest.raises(SimulatedCrashError):
-        settle_balance(dataclasses.replace(deps, gateway=CrashBeforeCharge(deps.gateway)), crashed)
+        dataclasses.replace(deps, gateway=CrashBeforeCharge(deps.gateway)).settle_balance(crashed)
     clock.advance(PENDING_CHARGE_EXPIRY + timedelta(seconds=1))
 
-    fresh = settle_balance(deps, settle_command(account.id, "key-fresh"))
+    fresh = deps.settle_balance(settle_command(account.id, "key-fresh"))
 
     assert fresh.status is SettlementStatus.SUCCEEDED
-    stale = settle_balance(deps, crashed)
+    stale = deps.settle_balance(crashed)
     assert (stale.status, stale.reason) == (SettlementStatus.DECLINED, "not_charged")
     assert ledger_count(deps, {settlement_id_for(account.id, k) for k in ("key-crashed", "key-fresh")}) == 1
 
@@ -216,17 +210,17 @@ def test_a_pending_charge_is_scheduled_for_reconciliation_on_the_due_index(
     deps: Dependencies, account: AccountData
 ) -> None:
     with pytest.raises(SimulatedCrashError):
-        settle_balance(dataclasses.replace(deps, gateway=CrashBeforeCharge(deps.gateway)), settle_command(account.id))
+        dataclasses.replace(deps, gateway=CrashBeforeCharge(deps.gateway)).settle_balance(settle_command(account.id))
 
     due = [entry for entry in deps.due.due(NOW + PENDING_CHARGE_EXPIRY) if entry.account_id == account.id]
     assert due, "a crashed claim must leave a due entry for the timer"
 
 
-class FailureLandsMeanwhile(DueIndex):
+class FailureLandsMeanwhile(TableDueIndex):
     """The due index, plus a payment.failed that commits between the settle request's read and its write."""
 
     def __init__(self, deps: Dependencies, account_id: str) -> None:
-        super().__init__(deps.storage)
+        super().__init__(deps.tables)
         self._deps = deps
         self._account_id = account_id
         self._fired = False
@@ -243,11 +237,11 @@ class FailureLandsMeanwhile(DueIndex):
 def test_a_failure_that_lands_between_quote_read_and_claim_is_detected_by_etag(
     deps: Dependencies, account: AccountData
 ) -> None:
-    quote = quote_settlement(deps, account.id, ADMIN, "sub-a")
+    quote = deps.quote_settlement(account.id, ADMIN, "sub-a")
     racing = dataclasses.replace(deps, due=FailureLandsMeanwhile(deps, account.id))
 
     with pytest.raises(QuoteChangedError) as refused:
-        settle_balance(racing, settle_command(account.id, "key-race", quote_version=quote.quote_version))
+        racing.settle_balance(settle_command(account.id, "key-race", quote_version=quote.quote_version))
 
     assert refused.value.quote.total.amount == "74.95"
     assert ledger_count(deps, {settlement_id_for(account.id, "key-race")}) == 0

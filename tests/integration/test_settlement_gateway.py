@@ -9,8 +9,9 @@ import pytest
 
 from shared.domain.clock import FixedClock
 from shared.domain.money import Money
-from shared.payments.gateway import ChargeOutcome, GatewayKeyReuseError, SandboxGateway
+from shared.domain.payments import ChargeOutcome, GatewayKeyReuseError
 from shared.storage.layout import GATEWAY_TABLE
+from shared.storage.sandbox_gateway import SandboxGateway
 from shared.storage.tables import TableStorage
 
 pytestmark = pytest.mark.azurite

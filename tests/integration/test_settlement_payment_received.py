@@ -14,8 +14,9 @@ from shared.bootstrap import Dependencies
 from shared.domain.clock import FixedClock
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import ChargeStatus, PaymentMethod, PaymentMethodKind, ProcessedEvent
+from shared.domain.payment_events import PaymentReceivedEvent
+from shared.domain.settle_balance import NEW_INVOICE_METHOD_ID, PaymentChoice
 from shared.domain.settlement import Settlement, SettlementStatus
-from shared.events.payment_events import PaymentReceivedEvent
 from shared.services.payment_received import (
     AmountMismatchError,
     PaymentReceivedRejectedError,
@@ -23,14 +24,8 @@ from shared.services.payment_received import (
     ReferenceNotFoundError,
     SettlementClosedError,
     UnknownAccountError,
-    apply_payment_received,
 )
-from shared.services.settlement import (
-    NEW_INVOICE_METHOD_ID,
-    PaymentChoice,
-    SettlementOutcome,
-    settle_balance,
-)
+from shared.services.views import SettlementOutcome
 from tests.support.settlement_data import (
     NOW,
     AccountData,
@@ -55,7 +50,7 @@ def account(deps: Dependencies) -> AccountData:
 
 
 def by_invoice(deps: Dependencies, account: AccountData, key: str = "key-inv") -> SettlementOutcome:
-    return settle_balance(deps, settle_command(account.id, key, payment=PaymentChoice(invoice=True)))
+    return deps.settle_balance(settle_command(account.id, key, payment=PaymentChoice(invoice=True)))
 
 
 def received(account_id: str, reference: str, amount: str = "69.95", currency: str = "EUR", **extra: Any) -> Any:
@@ -107,7 +102,7 @@ def test_payment_received_with_the_reference_applies_the_same_effects_as_a_card_
     assert outcome.remittance is not None
     mangled = outcome.remittance.reference.lower().replace("-", " ")
 
-    result = apply_payment_received(deps, received(account.id, mangled))
+    result = deps.apply_payment_received(received(account.id, mangled))
 
     assert result.duplicate is False
     assert result.settlement_id == outcome.settlement_id
@@ -140,10 +135,10 @@ def test_payment_received_with_the_reference_applies_the_same_effects_as_a_card_
 def test_the_same_event_twice_changes_state_once_and_sends_one_email(deps: Dependencies, account: AccountData) -> None:
     reference = by_invoice(deps, account).remittance
     assert reference is not None
-    apply_payment_received(deps, received(account.id, reference.reference))
+    deps.apply_payment_received(received(account.id, reference.reference))
     version = deps.accounts.load(account.id).version
 
-    again = apply_payment_received(deps, received(account.id, reference.reference))
+    again = deps.apply_payment_received(received(account.id, reference.reference))
 
     assert again.duplicate is True
     assert deps.accounts.load(account.id).version == version
@@ -157,7 +152,7 @@ def test_two_workers_processing_the_same_event_apply_it_once(deps: Dependencies,
 
     def run(_: int) -> PaymentReceivedResult:
         start.wait()
-        return apply_payment_received(deps, received(account.id, remittance.reference))
+        return deps.apply_payment_received(received(account.id, remittance.reference))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(run, range(2)))
@@ -168,14 +163,14 @@ def test_two_workers_processing_the_same_event_apply_it_once(deps: Dependencies,
 
 def test_an_unknown_account_is_rejected(deps: Dependencies) -> None:
     with pytest.raises(UnknownAccountError):
-        apply_payment_received(deps, received("acc-nobody", "PD-AAAA-BBBB-CCCC"))
+        deps.apply_payment_received(received("acc-nobody", "PD-AAAA-BBBB-CCCC"))
 
 
 def test_an_unknown_reference_is_rejected(deps: Dependencies, account: AccountData) -> None:
     by_invoice(deps, account)
 
     with pytest.raises(ReferenceNotFoundError):
-        apply_payment_received(deps, received(account.id, "PD-AAAA-BBBB-CCCC"))
+        deps.apply_payment_received(received(account.id, "PD-AAAA-BBBB-CCCC"))
 
 
 @pytest.mark.parametrize(("amount", "currency"), [("69.94", "EUR"), ("70.00", "EUR"), ("69.95", "USD")])
@@ -187,7 +182,7 @@ def test_a_different_amount_or_currency_is_rejected_and_changes_nothing(
     version = deps.accounts.load(account.id).version
 
     with pytest.raises(AmountMismatchError):
-        apply_payment_received(deps, received(account.id, remittance.reference, amount, currency))
+        deps.apply_payment_received(received(account.id, remittance.reference, amount, currency))
 
     assert deps.accounts.load(account.id).version == version
 
@@ -197,10 +192,10 @@ def test_a_second_payment_for_a_settled_reference_is_rejected_for_an_operator(
 ) -> None:
     remittance = by_invoice(deps, account).remittance
     assert remittance is not None
-    apply_payment_received(deps, received(account.id, remittance.reference))
+    deps.apply_payment_received(received(account.id, remittance.reference))
 
     with pytest.raises(SettlementClosedError):
-        apply_payment_received(deps, received(account.id, remittance.reference, event_id="evt-0003"))
+        deps.apply_payment_received(received(account.id, remittance.reference, event_id="evt-0003"))
 
 
 def test_a_card_payment_supersedes_a_pending_invoice_and_its_reference(
@@ -209,13 +204,13 @@ def test_a_card_payment_supersedes_a_pending_invoice_and_its_reference(
     remittance = by_invoice(deps, account).remittance
     assert remittance is not None
 
-    card = settle_balance(deps, settle_command(account.id, "key-card"))
+    card = deps.settle_balance(settle_command(account.id, "key-card"))
 
     assert card.status is SettlementStatus.SUCCEEDED
     invoice = [s for s in deps.accounts.load(account.id).all(Settlement) if s.payment_method_kind == "invoice"]
     assert [(s.status, s.reason) for s in invoice] == [(SettlementStatus.DECLINED, "superseded")]
     with pytest.raises(SettlementClosedError):
-        apply_payment_received(deps, received(account.id, remittance.reference))
+        deps.apply_payment_received(received(account.id, remittance.reference))
 
 
 def test_a_new_invoice_request_supersedes_the_older_reference(deps: Dependencies, account: AccountData) -> None:
@@ -225,8 +220,8 @@ def test_a_new_invoice_request_supersedes_the_older_reference(deps: Dependencies
     assert newer is not None
 
     with pytest.raises(SettlementClosedError):
-        apply_payment_received(deps, received(account.id, older.reference))
-    assert apply_payment_received(deps, received(account.id, newer.reference)).duplicate is False
+        deps.apply_payment_received(received(account.id, older.reference))
+    assert deps.apply_payment_received(received(account.id, newer.reference)).duplicate is False
 
 
 def test_every_rejection_shares_one_base_class_for_the_queue_handler() -> None:

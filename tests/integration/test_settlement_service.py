@@ -14,30 +14,26 @@ from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import Alert, ChargeStatus, PaymentMethod, PaymentMethodStatus, Subscription
 from shared.domain.money import Money
 from shared.domain.outbox import Notification, NotificationStatus
-from shared.domain.settlement import Settlement, SettlementStatus
-from shared.payments.gateway import SandboxGateway
-from shared.services.retention import run_retention
-from shared.services.settlement import (
+from shared.domain.partition import AccountPartition
+from shared.domain.settle_balance import (
     PENDING_CHARGE_EXPIRY,
     AccountNotFoundError,
     IdempotencyKeyReusedError,
-    InvalidNotificationEmailError,
-    NothingToSettleError,
     PaymentChoice,
     PaymentMethodNotChargeableError,
     PaymentMethodNotFoundError,
     PrincipalNotAllowedError,
-    QuoteChangedError,
     SubscriptionDeletedError,
     SubscriptionNotFoundError,
-    account_overview,
     new_card_id,
-    notification_email,
-    quote_settlement,
-    settle_balance,
     settlement_id_for,
 )
-from shared.storage.account_store import AccountPartition
+from shared.domain.settlement import NothingToSettleError, Settlement, SettlementStatus
+from shared.services.account_views import (
+    InvalidNotificationEmailError,
+)
+from shared.services.settle_balance import QuoteChangedError
+from shared.storage.sandbox_gateway import SandboxGateway
 from tests.support.settlement_data import (
     ADMIN,
     MASTERCARD,
@@ -91,9 +87,9 @@ def charges_of(deps: Dependencies, settlement_ids: set[str]) -> int:
 def test_paying_the_quoted_total_with_a_new_card_settles_every_subscription_on_the_failed_card(
     deps: Dependencies, account: AccountData
 ) -> None:
-    quote = quote_settlement(deps, account.id, ADMIN, "sub-a")
+    quote = deps.quote_settlement(account.id, ADMIN, "sub-a")
 
-    outcome = settle_balance(deps, settle_command(account.id, "key-1", quote_version=quote.quote_version))
+    outcome = deps.settle_balance(settle_command(account.id, "key-1", quote_version=quote.quote_version))
 
     new_card = new_card_id(settlement_id_for(account.id, "key-1"))
     assert outcome.status is SettlementStatus.SUCCEEDED
@@ -121,7 +117,7 @@ def test_paying_the_quoted_total_with_a_new_card_settles_every_subscription_on_t
 def test_a_successful_payment_sends_one_receipt_and_publishes_the_lifecycle_events(
     deps: Dependencies, account: AccountData
 ) -> None:
-    settle_balance(deps, settle_command(account.id, "key-1"))
+    deps.settle_balance(settle_command(account.id, "key-1"))
 
     emails = sent_emails(deps)
     assert len(emails) == 1
@@ -144,13 +140,13 @@ def test_a_successful_payment_sends_one_receipt_and_publishes_the_lifecycle_even
 def test_the_receipt_is_written_in_the_accounts_locale(deps: Dependencies) -> None:
     account = shared_card_account(locale="nl-NL").write(deps.accounts)
 
-    settle_balance(deps, settle_command(account.id))
+    deps.settle_balance(settle_command(account.id))
 
     assert sent_emails(deps)[0]["Subject"].startswith("Betaling ontvangen: EUR 69,95")
 
 
 def test_a_successful_payment_leaves_a_safety_net_on_the_due_index(deps: Dependencies, account: AccountData) -> None:
-    settle_balance(deps, settle_command(account.id))
+    deps.settle_balance(settle_command(account.id))
 
     assert any(entry.account_id == account.id for entry in deps.due.due(NOW.replace(year=2027)))
 
@@ -158,7 +154,7 @@ def test_a_successful_payment_leaves_a_safety_net_on_the_due_index(deps: Depende
 def test_paying_with_the_failed_card_itself_reactivates_it_without_a_method_switch(
     deps: Dependencies, account: AccountData
 ) -> None:
-    outcome = settle_balance(deps, settle_command(account.id, payment=PaymentChoice(payment_method_id=VISA)))
+    outcome = deps.settle_balance(settle_command(account.id, payment=PaymentChoice(payment_method_id=VISA)))
 
     assert outcome.status is SettlementStatus.SUCCEEDED
     assert outcome.switched_subscriptions == ()
@@ -175,11 +171,10 @@ def test_a_selected_method_with_its_own_debt_is_paid_in_the_same_payment(deps: D
     data.rows = [r for r in data.rows if not (isinstance(r, Subscription) and r.id == "sub-d")]
     data.rows += [past_due("sub-d", "Analytics", method=MASTERCARD), charge("inv-9", "sub-d", "15.05", MASTERCARD)]
     account = data.write(deps.accounts)
-    quote = quote_settlement(deps, account.id, ADMIN, "sub-a", MASTERCARD)
+    quote = deps.quote_settlement(account.id, ADMIN, "sub-a", MASTERCARD)
     assert quote.total.amount == "85.00"
 
-    outcome = settle_balance(
-        deps,
+    outcome = deps.settle_balance(
         settle_command(
             account.id,
             payment=PaymentChoice(payment_method_id=MASTERCARD),
@@ -207,7 +202,7 @@ def test_paying_only_one_subscriptions_share_is_refused_with_the_full_quote_and_
     command = settle_command(account.id, "key-partial", expected_total=Money.parse("49.95", "EUR"))
 
     with pytest.raises(QuoteChangedError) as refused:
-        settle_balance(deps, command)
+        deps.settle_balance(command)
 
     assert refused.value.quote.total.amount == "69.95"
     assert charges_of(deps, {settlement_id_for(account.id, "key-partial")}) == 0
@@ -218,13 +213,13 @@ def test_paying_only_one_subscriptions_share_is_refused_with_the_full_quote_and_
 def test_a_quote_made_stale_by_a_new_failed_charge_is_answered_with_the_new_quote(
     deps: Dependencies, account: AccountData
 ) -> None:
-    quote = quote_settlement(deps, account.id, ADMIN, "sub-a")
+    quote = deps.quote_settlement(account.id, ADMIN, "sub-a")
     partition = load(deps, account)
     partition.put(charge("inv-3", "sub-c", "5.00"))  # a payment.failed for the sharing subscription lands
     deps.accounts.commit(partition)
 
     with pytest.raises(QuoteChangedError) as refused:
-        settle_balance(deps, settle_command(account.id, "key-stale", quote_version=quote.quote_version))
+        deps.settle_balance(settle_command(account.id, "key-stale", quote_version=quote.quote_version))
 
     assert refused.value.quote.total.amount == "74.95"
     assert refused.value.quote.quote_version != quote.quote_version
@@ -235,12 +230,12 @@ def test_a_changed_quote_version_alone_is_stale_even_when_the_total_is_the_same(
     deps: Dependencies, account: AccountData
 ) -> None:
     with pytest.raises(QuoteChangedError):
-        settle_balance(deps, settle_command(account.id, quote_version="q1-000000000000000000000000"))
+        deps.settle_balance(settle_command(account.id, quote_version="q1-000000000000000000000000"))
 
 
 def test_an_expected_total_in_another_currency_is_refused(deps: Dependencies, account: AccountData) -> None:
     with pytest.raises(QuoteChangedError):
-        settle_balance(deps, settle_command(account.id, expected_total=Money.parse("69.95", "USD")))
+        deps.settle_balance(settle_command(account.id, expected_total=Money.parse("69.95", "USD")))
 
 
 # --- every sandbox outcome ------------------------------------------------------------------------------------
@@ -248,7 +243,7 @@ def test_an_expected_total_in_another_currency_is_refused(deps: Dependencies, ac
 
 @pytest.mark.parametrize("token", ["tok_visa", "tok_mastercard"])
 def test_a_succeeding_test_card_settles_the_balance(deps: Dependencies, account: AccountData, token: str) -> None:
-    outcome = settle_balance(deps, settle_command(account.id, payment=PaymentChoice(token=token)))
+    outcome = deps.settle_balance(settle_command(account.id, payment=PaymentChoice(token=token)))
 
     assert outcome.status is SettlementStatus.SUCCEEDED
     assert outcome.reason is None
@@ -268,7 +263,7 @@ def test_a_declined_card_changes_nothing_but_the_attempt_record(
 ) -> None:
     before = load(deps, account)
 
-    outcome = settle_balance(deps, settle_command(account.id, "key-d", payment=PaymentChoice(token=token)))
+    outcome = deps.settle_balance(settle_command(account.id, "key-d", payment=PaymentChoice(token=token)))
 
     after = load(deps, account)
     assert outcome.status is SettlementStatus.DECLINED
@@ -290,10 +285,10 @@ def test_after_a_decline_the_same_key_repeats_the_decline_and_a_new_key_can_pay(
     deps: Dependencies, account: AccountData
 ) -> None:
     declined = settle_command(account.id, "key-1", payment=PaymentChoice(token="tok_decline"))
-    settle_balance(deps, declined)
+    deps.settle_balance(declined)
 
-    assert settle_balance(deps, declined).status is SettlementStatus.DECLINED
-    assert settle_balance(deps, settle_command(account.id, "key-2")).status is SettlementStatus.SUCCEEDED
+    assert deps.settle_balance(declined).status is SettlementStatus.DECLINED
+    assert deps.settle_balance(settle_command(account.id, "key-2")).status is SettlementStatus.SUCCEEDED
 
 
 def test_a_gateway_timeout_leaves_the_payment_pending_until_a_retry_looks_it_up(
@@ -301,11 +296,11 @@ def test_a_gateway_timeout_leaves_the_payment_pending_until_a_retry_looks_it_up(
 ) -> None:
     command = settle_command(account.id, "key-t", payment=PaymentChoice(token="tok_timeout"))
 
-    first = settle_balance(deps, command)
+    first = deps.settle_balance(command)
 
     assert (first.status, first.reason) == (SettlementStatus.PENDING, "gateway_timeout")
     assert states(load(deps, account))["sub-a"][0] is SubscriptionState.PAST_DUE
-    retried = settle_balance(deps, command)
+    retried = deps.settle_balance(command)
     assert retried.status is SettlementStatus.SUCCEEDED
     assert charges_of(deps, {settlement_id_for(account.id, "key-t")}) == 1
     assert states(load(deps, account))["sub-a"][0] is SubscriptionState.ENABLED
@@ -316,17 +311,17 @@ def test_a_payment_whose_outcome_was_unknown_is_completed_by_the_next_retention_
     deps: Dependencies, account: AccountData, clock: FixedClock
 ) -> None:
     command = settle_command(account.id, "key-rt", payment=PaymentChoice(token="tok_timeout"))
-    assert settle_balance(deps, command).status is SettlementStatus.PENDING
+    assert deps.settle_balance(command).status is SettlementStatus.PENDING
 
     clock.advance(PENDING_CHARGE_EXPIRY + timedelta(minutes=1))
-    run_retention(deps, now=clock.now(), time_budget=timedelta(minutes=1))
+    deps.run_retention(now=clock.now(), time_budget=timedelta(minutes=1))
 
     settlement = load(deps, account).get(Settlement, settlement_id_for(account.id, "key-rt"))
     assert settlement is not None
     assert settlement.status is SettlementStatus.SUCCEEDED
     assert states(load(deps, account))["sub-a"][0] is SubscriptionState.ENABLED
     assert charges_of(deps, {settlement.id}) == 1
-    assert settle_balance(deps, command).status is SettlementStatus.SUCCEEDED  # the portal's retry: no new charge
+    assert deps.settle_balance(command).status is SettlementStatus.SUCCEEDED  # the portal's retry: no new charge
     assert charges_of(deps, {settlement.id}) == 1
 
 
@@ -338,8 +333,8 @@ def test_the_same_key_replays_the_first_result_and_never_charges_twice(
 ) -> None:
     command = settle_command(account.id, "key-1")
 
-    first = settle_balance(deps, command)
-    again = settle_balance(deps, command)
+    first = deps.settle_balance(command)
+    again = deps.settle_balance(command)
 
     assert again.replayed is True
     assert again.to_wire() == first.to_wire()
@@ -348,18 +343,18 @@ def test_the_same_key_replays_the_first_result_and_never_charges_twice(
 
 
 def test_the_same_key_with_another_body_is_refused(deps: Dependencies, account: AccountData) -> None:
-    settle_balance(deps, settle_command(account.id, "key-1"))
+    deps.settle_balance(settle_command(account.id, "key-1"))
 
     with pytest.raises(IdempotencyKeyReusedError):
-        settle_balance(deps, settle_command(account.id, "key-1", payment=PaymentChoice(token="tok_mastercard")))
+        deps.settle_balance(settle_command(account.id, "key-1", payment=PaymentChoice(token="tok_mastercard")))
 
 
 def test_the_same_key_on_another_account_is_another_settlement(deps: Dependencies) -> None:
     first = shared_card_account().write(deps.accounts)
     second = shared_card_account().write(deps.accounts)
 
-    one = settle_balance(deps, settle_command(first.id, "shared-key"))
-    two = settle_balance(deps, settle_command(second.id, "shared-key"))
+    one = deps.settle_balance(settle_command(first.id, "shared-key"))
+    two = deps.settle_balance(settle_command(second.id, "shared-key"))
 
     assert one.settlement_id != two.settlement_id
     assert two.status is SettlementStatus.SUCCEEDED
@@ -370,19 +365,19 @@ def test_the_same_key_on_another_account_is_another_settlement(deps: Dependencie
 
 def test_only_the_accounts_admin_principal_may_act(deps: Dependencies, account: AccountData) -> None:
     with pytest.raises(PrincipalNotAllowedError):
-        account_overview(deps, account.id, "user-8")
+        deps.account_overview(account.id, "user-8")
     with pytest.raises(PrincipalNotAllowedError):
-        quote_settlement(deps, account.id, "user-8", "sub-a")
+        deps.quote_settlement(account.id, "user-8", "sub-a")
     with pytest.raises(PrincipalNotAllowedError):
-        settle_balance(deps, settle_command(account.id, principal_id="user-8"))
+        deps.settle_balance(settle_command(account.id, principal_id="user-8"))
     with pytest.raises(PrincipalNotAllowedError):
-        notification_email(deps, account.id, "user-8")
+        deps.notification_email(account.id, "user-8")
     assert load(deps, account).all(Settlement) == []
 
 
 def test_an_unknown_account_is_not_found(deps: Dependencies) -> None:
     with pytest.raises(AccountNotFoundError):
-        account_overview(deps, "acc-does-not-exist", ADMIN)
+        deps.account_overview("acc-does-not-exist", ADMIN)
 
 
 def test_a_subscription_of_another_account_is_not_found(deps: Dependencies, account: AccountData) -> None:
@@ -392,16 +387,16 @@ def test_a_subscription_of_another_account_is_not_found(deps: Dependencies, acco
     deps.accounts.commit(partition)
 
     with pytest.raises(SubscriptionNotFoundError):
-        quote_settlement(deps, account.id, ADMIN, "sub-other")
+        deps.quote_settlement(account.id, ADMIN, "sub-other")
     with pytest.raises(SubscriptionNotFoundError):
-        settle_balance(deps, settle_command(account.id, subscription_id="sub-other"))
+        deps.settle_balance(settle_command(account.id, subscription_id="sub-other"))
 
 
 def test_a_payment_method_of_another_account_is_not_found(deps: Dependencies, account: AccountData) -> None:
     with pytest.raises(PaymentMethodNotFoundError):
-        quote_settlement(deps, account.id, ADMIN, "sub-a", "pm-elsewhere")
+        deps.quote_settlement(account.id, ADMIN, "sub-a", "pm-elsewhere")
     with pytest.raises(PaymentMethodNotFoundError):
-        settle_balance(deps, settle_command(account.id, payment=PaymentChoice(payment_method_id="pm-elsewhere")))
+        deps.settle_balance(settle_command(account.id, payment=PaymentChoice(payment_method_id="pm-elsewhere")))
 
 
 def test_a_card_on_file_without_a_gateway_token_cannot_be_charged(deps: Dependencies) -> None:
@@ -410,7 +405,7 @@ def test_a_card_on_file_without_a_gateway_token_cannot_be_charged(deps: Dependen
     account = data.write(deps.accounts)
 
     with pytest.raises(PaymentMethodNotChargeableError):
-        settle_balance(deps, settle_command(account.id, payment=PaymentChoice(payment_method_id="pm-amex-0005")))
+        deps.settle_balance(settle_command(account.id, payment=PaymentChoice(payment_method_id="pm-amex-0005")))
 
 
 def test_a_deleted_subscription_cannot_be_settled(deps: Dependencies, account: AccountData) -> None:
@@ -421,12 +416,12 @@ def test_a_deleted_subscription_cannot_be_settled(deps: Dependencies, account: A
     deps.accounts.commit(partition)
 
     with pytest.raises(SubscriptionDeletedError):
-        quote_settlement(deps, account.id, ADMIN, "sub-a")
+        deps.quote_settlement(account.id, ADMIN, "sub-a")
 
 
 def test_a_subscription_without_debt_has_nothing_to_settle(deps: Dependencies, account: AccountData) -> None:
     with pytest.raises(NothingToSettleError):
-        quote_settlement(deps, account.id, ADMIN, "sub-c")
+        deps.quote_settlement(account.id, ADMIN, "sub-c")
 
 
 # --- the notification address ---------------------------------------------------------------------------------
@@ -451,7 +446,7 @@ def test_reading_the_notification_address_shows_the_last_notifications_newest_fi
     data.rows += [pending_notification(1, NotificationStatus.FAILED), pending_notification(2)]
     account = data.write(deps.accounts)
 
-    view = notification_email(deps, account.id, ADMIN)
+    view = deps.notification_email(account.id, ADMIN)
 
     assert view.notification_email == "billing@contoso.example"
     assert view.changed is False
@@ -466,7 +461,7 @@ def test_changing_the_address_redirects_emails_not_yet_sent(deps: Dependencies) 
     data.rows += [pending_notification(1, NotificationStatus.FAILED), pending_notification(2)]
     account = data.write(deps.accounts)
 
-    view = notification_email(deps, account.id, ADMIN, "ap@contoso.example")
+    view = deps.notification_email(account.id, ADMIN, "ap@contoso.example")
 
     partition = load(deps, account)
     assert view.changed is True
@@ -479,7 +474,7 @@ def test_changing_the_address_redirects_emails_not_yet_sent(deps: Dependencies) 
 def test_setting_the_same_address_again_writes_nothing(deps: Dependencies, account: AccountData) -> None:
     version = load(deps, account).version
 
-    view = notification_email(deps, account.id, ADMIN, "billing@contoso.example")
+    view = deps.notification_email(account.id, ADMIN, "billing@contoso.example")
 
     assert view.changed is False
     assert load(deps, account).version == version
@@ -487,7 +482,7 @@ def test_setting_the_same_address_again_writes_nothing(deps: Dependencies, accou
 
 def test_an_invalid_address_is_refused(deps: Dependencies, account: AccountData) -> None:
     with pytest.raises(InvalidNotificationEmailError):
-        notification_email(deps, account.id, ADMIN, "not an address")
+        deps.notification_email(account.id, ADMIN, "not an address")
 
 
 def test_alerts_about_other_methods_stay_open(deps: Dependencies) -> None:
@@ -496,7 +491,7 @@ def test_alerts_about_other_methods_stay_open(deps: Dependencies) -> None:
     data.rows.append(charge("inv-x", "sub-z", "3.00", "pm-other"))
     account = data.write(deps.accounts)
 
-    settle_balance(deps, settle_command(account.id))
+    deps.settle_balance(settle_command(account.id))
 
     open_alerts = [a.id for a in load(deps, account).alerts if a.is_open]
     assert open_alerts == ["alert-other"]

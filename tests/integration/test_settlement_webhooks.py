@@ -9,7 +9,8 @@ import pytest
 
 from shared.domain.clock import FixedClock
 from shared.storage.tables import TableStorage
-from shared.webhooks import VerifiedWebhook, WebhookDelivery, WebhookLedger, WebhookReplayError, request_fingerprint
+from shared.storage.webhook_ledger import TableWebhookLedger
+from shared.webhooks import VerifiedWebhook, WebhookDelivery, WebhookReplayError, request_fingerprint
 
 pytestmark = pytest.mark.azurite
 
@@ -22,8 +23,8 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def ledger(table_storage: TableStorage, clock: FixedClock) -> WebhookLedger:
-    return WebhookLedger(table_storage, clock=clock)
+def ledger(table_storage: TableStorage, clock: FixedClock) -> TableWebhookLedger:
+    return TableWebhookLedger(table_storage, clock=clock)
 
 
 def webhook() -> VerifiedWebhook:
@@ -34,18 +35,18 @@ def fingerprint(body: bytes, path: str = "/api/accounts/acc-1/settlement") -> st
     return request_fingerprint("POST", path, body)
 
 
-def test_a_new_webhook_id_is_a_first_delivery(ledger: WebhookLedger) -> None:
+def test_a_new_webhook_id_is_a_first_delivery(ledger: TableWebhookLedger) -> None:
     assert ledger.remember(webhook(), fingerprint(b"{}")) is WebhookDelivery.FIRST
 
 
-def test_the_same_id_with_the_same_request_is_a_retry(ledger: WebhookLedger) -> None:
+def test_the_same_id_with_the_same_request_is_a_retry(ledger: TableWebhookLedger) -> None:
     call = webhook()
     ledger.remember(call, fingerprint(b"{}"))
 
     assert ledger.remember(call, fingerprint(b"{}")) is WebhookDelivery.RETRY
 
 
-def test_the_same_id_with_another_body_is_a_replay(ledger: WebhookLedger) -> None:
+def test_the_same_id_with_another_body_is_a_replay(ledger: TableWebhookLedger) -> None:
     call = webhook()
     ledger.remember(call, fingerprint(b'{"a":1}'))
 
@@ -53,7 +54,7 @@ def test_the_same_id_with_another_body_is_a_replay(ledger: WebhookLedger) -> Non
         ledger.remember(call, fingerprint(b'{"a":2}'))
 
 
-def test_the_same_id_and_body_sent_to_another_route_is_a_replay(ledger: WebhookLedger) -> None:
+def test_the_same_id_and_body_sent_to_another_route_is_a_replay(ledger: TableWebhookLedger) -> None:
     call = webhook()
     ledger.remember(call, fingerprint(b"{}", "/api/accounts/acc-1/overview"))
 
@@ -63,13 +64,13 @@ def test_the_same_id_and_body_sent_to_another_route_is_a_replay(ledger: WebhookL
 
 def test_ids_are_remembered_across_ledger_instances(table_storage: TableStorage, clock: FixedClock) -> None:
     call = webhook()
-    WebhookLedger(table_storage, clock=clock).remember(call, fingerprint(b"{}"))
+    TableWebhookLedger(table_storage, clock=clock).remember(call, fingerprint(b"{}"))
 
     with pytest.raises(WebhookReplayError):
-        WebhookLedger(table_storage, clock=clock).remember(call, fingerprint(b"[]"))
+        TableWebhookLedger(table_storage, clock=clock).remember(call, fingerprint(b"[]"))
 
 
-def test_expired_ids_are_purged_and_recent_ones_kept(ledger: WebhookLedger, clock: FixedClock) -> None:
+def test_expired_ids_are_purged_and_recent_ones_kept(ledger: TableWebhookLedger, clock: FixedClock) -> None:
     old = webhook()
     ledger.remember(old, fingerprint(b"{}"))
     clock.advance(timedelta(hours=25))

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from shared.bootstrap import Dependencies, build
 from shared.domain.clock import Clock
-from shared.email import EmailSender
+from shared.services.ports import EmailSender
 from shared.settings import Settings
 
 PORTAL = "https://portal.contoso.example"

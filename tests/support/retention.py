@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from shared.bootstrap import Dependencies, build
 from shared.domain.clock import FixedClock
+from shared.domain.email import OutgoingEmail, SendOutcome
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.model import (
     Account,
@@ -28,12 +29,14 @@ from shared.domain.model import (
 )
 from shared.domain.money import Money
 from shared.domain.outbox import Notification
+from shared.domain.partition import AccountPartition
 from shared.domain.retention_policy import next_review_at
 from shared.domain.settlement import Settlement, apply_payment, settlement_scope
-from shared.email import EmailSender, OutboxEmailSender, OutgoingEmail, SendOutcome
-from shared.services.retention import RetentionReport, run_retention
+from shared.email import OutboxEmailSender
+from shared.services.ports import EmailSender
+from shared.services.retention import RetentionReport
+from shared.services.unit_of_work import with_fresh_partition
 from shared.settings import Settings, retention_policy
-from shared.storage.account_store import AccountPartition, with_fresh_partition
 from shared.storage.layout import DUE_TABLE
 from shared.storage.tables import RequestCounter
 
@@ -85,7 +88,7 @@ class World:
         self, at: datetime, *, deps: Dependencies | None = None, budget: timedelta = timedelta(minutes=4), **kwargs: Any
     ) -> RetentionReport:
         self.clock.set(at)
-        return run_retention(deps or self.deps, now=at, time_budget=budget, **kwargs)
+        return (deps or self.deps).run_retention(now=at, time_budget=budget, **kwargs)
 
     def load(self, account_id: str) -> AccountPartition:
         return self.deps.accounts.load(account_id)
@@ -222,6 +225,6 @@ def nightly_runs(start: datetime, end: datetime) -> list[datetime]:
 
 def clear_due_index(deps: Dependencies) -> None:
     """Tests share one Azurite: start every retention test with an empty due index."""
-    table = deps.storage.table(DUE_TABLE)
+    table = deps.tables.table(DUE_TABLE)
     for row in list(table.list_entities(select=["PartitionKey", "RowKey"])):
         table.delete_entity(row["PartitionKey"], row["RowKey"])

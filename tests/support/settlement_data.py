@@ -34,9 +34,10 @@ from shared.domain.model import (
     Subscription,
 )
 from shared.domain.money import Money
-from shared.services.settlement import PaymentChoice, SettleCommand
+from shared.domain.partition import AccountPartition
+from shared.domain.settle_balance import PaymentChoice, SettleCommand
 from shared.settings import LOCAL_WEBHOOK_SECRET, Settings
-from shared.storage.account_store import AccountPartition, AccountStore
+from shared.storage.account_store import AccountStore
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 FAILED_AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

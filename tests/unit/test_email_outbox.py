@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.email import OutboxEmailSender, OutgoingEmail, SendStatus
+from shared.domain.email import OutgoingEmail, SendStatus
+from shared.email import OutboxEmailSender
 
 if TYPE_CHECKING:
     from pathlib import Path

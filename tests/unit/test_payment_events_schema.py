@@ -12,8 +12,7 @@ from pydantic import BaseModel
 
 from shared.domain.model import DeclineReason, PaymentMethodKind
 from shared.domain.money import MINOR_UNIT_EXPONENTS
-from shared.events.decoding import decode_payment_event
-from shared.events.payment_events import (
+from shared.domain.payment_events import (
     AccountSnapshot,
     FailedPaymentMethod,
     PaymentFailedData,
@@ -23,6 +22,7 @@ from shared.events.payment_events import (
     SubscriptionOnMethod,
     UnpaidCharge,
 )
+from shared.events.decoding import decode_payment_event
 from tests.support.payment_events import ISSUE_PAYMENT_FAILED_EXAMPLE, ISSUE_PAYMENT_RECEIVED_EXAMPLE, body_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "payment-events.schema.json"

@@ -9,7 +9,7 @@ from portal.outbox import OutboxEmailNotFoundError, is_email_name, list_outbox, 
 from portal.sanitize import sanitize_html
 from portal.views import link_own_urls
 from shared.domain.clock import FixedClock
-from shared.email.model import OutgoingEmail
+from shared.domain.email import OutgoingEmail
 from shared.email.outbox import OutboxEmailSender
 
 START = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)

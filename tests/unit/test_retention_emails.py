@@ -6,14 +6,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from shared.domain.email import RenderedEmail
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.model import Account, Charge, DeclineReason, PaymentMethod, PaymentMethodKind, Subscription
 from shared.domain.money import Money
 from shared.domain.outbox import Notification
+from shared.domain.partition import AccountPartition
+from shared.domain.retention_plan import Template, plan_account
 from shared.domain.retention_policy import RetentionPolicy
-from shared.email import EmailRenderer, RenderedEmail
-from shared.services.retention_plan import Template, plan_account
-from shared.storage.account_store import AccountPartition
+from shared.email import EmailRenderer
 
 FAILED_AT = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 NAME = "Ada's <b>prod</b> & co"

@@ -18,16 +18,17 @@ from shared.domain.model import (
 )
 from shared.domain.money import Money
 from shared.domain.outbox import Notification, NotificationStatus
-from shared.domain.retention_policy import RetentionPolicy
-from shared.domain.settlement import Settlement
-from shared.services.retention_plan import (
+from shared.domain.partition import AccountPartition
+from shared.domain.retention_plan import (
     RetentionActionKind,
     Template,
     effect_id,
     plan_account,
     referenced_subscriptions,
 )
-from shared.storage.account_store import AccountPartition
+from shared.domain.retention_policy import RetentionPolicy
+from shared.domain.settlement import Settlement
+from shared.storage.layout import account_row_key
 
 FAILED_AT = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 DISABLED_AT = FAILED_AT + timedelta(days=30)
@@ -96,7 +97,7 @@ def partition_with(*rows: object) -> AccountPartition:
 
 
 def deleted_rows(partition: AccountPartition) -> set[str]:
-    return {key for key, value in partition.staged() if value is None}
+    return {account_row_key(key) for key, value in partition.staged() if value is None}
 
 
 def a_mixed_account() -> AccountPartition:

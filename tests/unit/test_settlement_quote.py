@@ -10,10 +10,10 @@ import pytest
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import Charge, ChargeStatus, PaymentMethodKind, Subscription
 from shared.domain.money import Money
+from shared.domain.partition import AccountPartition
+from shared.domain.settle_balance import normalized_reference, payment_reference, settlement_id_for
 from shared.domain.settlement import NothingToSettleError, Settlement, settlement_scope
-from shared.services.settlement import normalized_reference, payment_reference, settlement_id_for
-from shared.services.settlement_views import overview_of, quote_of
-from shared.storage.account_store import AccountPartition
+from shared.services.views import overview_of, quote_of
 from tests.support.settlement_data import MASTERCARD, NOW, VISA, AccountData, charge, shared_card_account
 
 
@@ -102,7 +102,7 @@ def test_the_quote_version_moves_when_a_quoted_charge_changes_and_stays_for_unre
     added = partition_of(data)
     added.put(charge("inv-3", "sub-c", "5.00"))
     rewritten = partition_of(data)
-    rewritten.etags["chg:inv-1"] = "W/\"datetime'2026-11-30T09%3A00%3A00Z'\""
+    rewritten.etags[(Charge, "inv-1")] = "W/\"datetime'2026-11-30T09%3A00%3A00Z'\""
 
     assert quote_for(unrelated, "sub-a")["quoteVersion"] == before
     assert quote_for(added, "sub-a")["quoteVersion"] != before

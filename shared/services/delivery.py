@@ -12,27 +12,25 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from shared.domain.clock import Clock
+from shared.domain.email import EmailRenderingError, OutgoingEmail, SendOutcome, SendStatus
 from shared.domain.errors import ConcurrencyError
-from shared.domain.outbox import LifecycleEvent, Notification
-from shared.email import EmailRenderer, EmailRenderingError, EmailSender, OutgoingEmail, SendOutcome, SendStatus
-from shared.storage.account_store import AccountPartition, AccountStore, with_fresh_partition
-from shared.storage.due_index import DueIndex
+from shared.domain.outbox import Notification
+from shared.domain.partition import AccountPartition
+from shared.services.ports import AccountUnitOfWork, DueIndex, EmailRenderer, EmailSender, LifecyclePublisher
+from shared.services.unit_of_work import with_fresh_partition
 
 log = logging.getLogger(__name__)
 # If a delivery attempt dies before it records its outcome, the timer looks again after this long.
 RECOVERY_DELAY = timedelta(minutes=5)
 
 
-class LifecyclePublisher(Protocol):
-    def publish(self, event: LifecycleEvent) -> None: ...
-
-
 @dataclass(frozen=True)
 class Outbox:
-    store: AccountStore
+    """The ports that deliver an account's outbox."""
+
+    store: AccountUnitOfWork
     due: DueIndex
     email: EmailSender
     renderer: EmailRenderer

@@ -1,59 +1,25 @@
-"""The payment gateway interface, and a sandbox gateway with documented test tokens so the flow runs locally.
+"""A sandbox payment gateway with documented test tokens, so the flow runs locally; its ledger is table `gateway`.
 
 Charges are idempotent per key, as with Stripe's Idempotency-Key: the same key returns the first result and never
-charges twice; the same key with another amount or card is refused. The sandbox keeps its ledger in table
-`gateway`, so a process that crashed after charging finds its charge again. It stores no card data: a hash of
-the token and the display hints (brand, last four digits) that a real gateway would return.
+charges twice; the same key with another amount or card is refused. The ledger lets a process that crashed after
+charging find its charge again. It stores no card data: a hash of the token and the display hints (brand, last four
+digits) that a real gateway would return.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from shared.domain.clock import Clock
 from shared.domain.model import Frozen
 from shared.domain.money import Money
-from shared.storage.layout import GATEWAY_TABLE
+from shared.domain.payments import GATEWAY_TIMEOUT, INVALID_TOKEN, ChargeOutcome, ChargeResult, GatewayKeyReuseError
+from shared.storage.layout import GATEWAY_PARTITION, GATEWAY_TABLE, gateway_row_key
 from shared.storage.tables import TableStorage, storage_errors
-
-GATEWAY_TIMEOUT = "gateway_timeout"
-INVALID_TOKEN = "invalid_token"  # noqa: S105 - a decline reason, not a secret
-_LEDGER_PARTITION = "sandbox-charges"
-
-
-class ChargeOutcome(StrEnum):
-    SUCCEEDED = "succeeded"
-    DECLINED = "declined"
-    UNKNOWN = "unknown"  # no answer in time: the charge may or may not have happened; look it up later
-
-
-class ChargeResult(Frozen):
-    idempotency_key: str
-    outcome: ChargeOutcome
-    amount: Money
-    charge_id: str | None = None
-    reason: str | None = None
-    card_brand: str | None = None
-    card_last4: str | None = None
-
-
-class GatewayKeyReuseError(Exception):
-    """An idempotency key was used again for another amount or card."""
-
-
-class PaymentGateway(Protocol):
-    def charge(self, amount: Money, token: str, idempotency_key: str) -> ChargeResult:
-        """Charge once per key; a repeat returns the first result (UNKNOWN only when no answer came in time)."""
-        ...
-
-    def lookup(self, idempotency_key: str) -> ChargeResult | None:
-        """The outcome of the charge made with this key, or None if the gateway never saw it."""
-        ...
 
 
 class SandboxCard(Frozen):
@@ -88,10 +54,10 @@ class SandboxGateway:
         if earlier is not None:
             return _repeat(earlier, amount, fingerprint)
         card = SANDBOX_TOKENS.get(token)
-        result = _outcome(card, amount, idempotency_key)
+        result = sandbox_outcome(card, amount, idempotency_key)
         entity = {
-            "PartitionKey": _LEDGER_PARTITION,
-            "RowKey": _row_key(idempotency_key),
+            "PartitionKey": GATEWAY_PARTITION,
+            "RowKey": gateway_row_key(idempotency_key),
             "IdempotencyKey": idempotency_key,
             "TokenFingerprint": fingerprint,
             "Result": result.model_dump_json(),
@@ -116,18 +82,19 @@ class SandboxGateway:
     def ledger(self) -> list[ChargeResult]:
         """Every charge attempt the sandbox recorded (for tests and operators)."""
         with storage_errors():
-            rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": _LEDGER_PARTITION})
+            rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": GATEWAY_PARTITION})
             return [ChargeResult.model_validate_json(row["Result"]) for row in rows]
 
     def _read(self, idempotency_key: str) -> dict[str, Any] | None:
         with storage_errors():
             try:
-                return dict(self._table.get_entity(_LEDGER_PARTITION, _row_key(idempotency_key)))
+                return dict(self._table.get_entity(GATEWAY_PARTITION, gateway_row_key(idempotency_key)))
             except ResourceNotFoundError:
                 return None
 
 
-def _outcome(card: SandboxCard | None, amount: Money, idempotency_key: str) -> ChargeResult:
+def sandbox_outcome(card: SandboxCard | None, amount: Money, idempotency_key: str) -> ChargeResult:
+    """What the sandbox answers for a test card (None: an unknown token)."""
     charge_id = f"ch_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]}"
     if card is None:
         return ChargeResult(
@@ -162,7 +129,3 @@ def _repeat(entity: dict[str, Any], amount: Money, fingerprint: str) -> ChargeRe
 
 def _fingerprint(token: str) -> str:
     return hashlib.sha256(f"sandbox-token:{token}".encode()).hexdigest()
-
-
-def _row_key(idempotency_key: str) -> str:
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()

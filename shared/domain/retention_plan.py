@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, JsonValue
 
@@ -22,6 +21,7 @@ from shared.domain.audit import AuditedCharge, DeletionRecord
 from shared.domain.errors import DomainError
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
+from shared.domain.links import settle_url
 from shared.domain.model import (
     Account,
     Alert,
@@ -34,6 +34,7 @@ from shared.domain.model import (
 )
 from shared.domain.money import Money, total
 from shared.domain.outbox import LifecycleEvent, Notification
+from shared.domain.partition import AccountPartition
 from shared.domain.retention_policy import (
     Milestone,
     MilestoneKind,
@@ -45,8 +46,6 @@ from shared.domain.retention_policy import (
     next_review_at,
 )
 from shared.domain.settlement import Settlement, failed_method_of, settlement_scope
-from shared.storage.account_store import AccountPartition
-from shared.storage.layout import row_key_for
 
 ID_PREFIX = "ret"
 _STAMP = "%Y%m%dT%H%M%SZ"
@@ -136,12 +135,6 @@ def referenced_subscriptions(notification: Notification, subscription_ids: set[s
     return found
 
 
-def settle_url(portal_base_url: str, account_id: str, subscription_id: str) -> str:
-    """The portal page that settles the balance holding this subscription (as the payment-failed email links it)."""
-    query = urlencode({"subscription": subscription_id})
-    return f"{portal_base_url}/accounts/{quote(account_id, safe='')}/settle?{query}"
-
-
 class _Stage:
     """Stages rows on the partition only when they differ from what is there, and remembers whether it did."""
 
@@ -151,20 +144,20 @@ class _Stage:
 
     def put(self, *models: BaseModel) -> None:
         for model in models:
-            if self.partition.rows.get(row_key_for(model)) != model:
+            if self.partition.stored(model) != model:
                 self.partition.put(model)
                 self.changed = True
 
     def put_new(self, model: BaseModel) -> bool:
         """Stage a row that must be written once: an existing row of that id stays as it is."""
-        if row_key_for(model) in self.partition.rows:
+        if self.partition.holds(model):
             return False
         self.put(model)
         return True
 
     def delete(self, *models: BaseModel) -> None:
         for model in models:
-            if row_key_for(model) in self.partition.rows:
+            if self.partition.holds(model):
                 self.partition.delete(model)
                 self.changed = True
 

@@ -1,7 +1,8 @@
+"""An email on its way out: what is sent, what came of it, and the rendered parts it is made of."""
+
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -49,7 +50,15 @@ class SendOutcome(BaseModel):
         return cls(status=SendStatus.FAILED, error=error)
 
 
-class EmailSender(Protocol):
-    """Delivers one email and reports the outcome instead of raising for delivery problems."""
+class RenderedEmail(BaseModel):
+    """The three parts of a rendered email."""
 
-    def send(self, email: OutgoingEmail) -> SendOutcome: ...
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject: str
+    plain_text: str
+    html: str
+
+
+class EmailRenderingError(Exception):
+    """Base class for errors while rendering an email template."""

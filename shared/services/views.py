@@ -1,17 +1,18 @@
 """What the settle-balance services answer: camelCase views with decimal-string amounts, built from a partition.
 
-The quote is built here, purely, from an account partition: the settle rule itself lives in
-shared/domain/settlement.py; this module only arranges its result for the portal and versions it.
+The settle rule lives in shared/domain/settlement.py and the quote's version in shared/domain/settle_balance.py;
+this module only arranges their results for the portal.
 """
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
+from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import (
     AlertKind,
@@ -23,11 +24,11 @@ from shared.domain.model import (
 )
 from shared.domain.money import Money, total
 from shared.domain.outbox import NotificationStatus
+from shared.domain.partition import AccountPartition
+from shared.domain.settle_balance import pending_settlements, quote_version
 from shared.domain.settlement import Settlement, SettlementScope, SettlementStatus, failed_method_of
-from shared.storage.account_store import AccountPartition
-from shared.storage.layout import row_key
 
-QUOTE_VERSION_PREFIX = "q1-"
+RECENT_NOTIFICATIONS = 10
 
 
 class View(BaseModel):
@@ -232,21 +233,73 @@ def quote_of(partition: AccountPartition, subscription_id: str, scope: Settlemen
     )
 
 
-def pending_settlements(partition: AccountPartition, invoice_ids: tuple[str, ...]) -> list[Settlement]:
-    """Pending settlements that cover any of these charges, oldest first."""
-    wanted = set(invoice_ids)
-    return sorted(
-        (s for s in partition.all(Settlement) if s.status is SettlementStatus.PENDING and wanted & set(s.invoice_ids)),
-        key=lambda s: (s.created_at, s.id),
+@dataclass(frozen=True)
+class SettlementTerms:
+    """What settlement answers quote besides the settlement itself: the portal and the wire details."""
+
+    portal_base_url: str
+    remittance_beneficiary: str
+    remittance_iban: str
+    remittance_bic: str
+
+
+def outcome_of(
+    settlement: Settlement, terms: SettlementTerms, partition: AccountPartition | None = None
+) -> SettlementOutcome:
+    """The answer for a settlement; `partition` tells the subscription's current method when it did not succeed."""
+    succeeded = settlement.status is SettlementStatus.SUCCEEDED
+    subscription = partition.get(Subscription, settlement.subscription_id) if partition is not None else None
+    active = settlement.payment_method_id if succeeded or subscription is None else subscription.payment_method_id
+    remittance = None
+    if settlement.payment_method_kind is PaymentMethodKind.INVOICE and settlement.reference is not None:
+        remittance = Remittance(
+            beneficiary=terms.remittance_beneficiary,
+            iban=terms.remittance_iban,
+            bic=terms.remittance_bic,
+            reference=settlement.reference,
+            amount=settlement.total.amount,
+            currency=settlement.total.currency,
+        )
+    return SettlementOutcome(
+        settlement_id=settlement.id,
+        status=settlement.status,
+        reason=settlement.reason,
+        charged=MoneyView.of(settlement.total if succeeded else Money.zero(settlement.total.currency)),
+        total=MoneyView.of(settlement.total),
+        paid_invoices=settlement.invoice_ids if succeeded else (),
+        reenabled_subscriptions=settlement.reenabled_subscription_ids,
+        switched_subscriptions=settlement.switched_subscription_ids,
+        active_payment_method_id=active,
+        remittance=remittance,
     )
 
 
-def quote_version(partition: AccountPartition, scope: SettlementScope) -> str:
-    """Changes whenever the total, the lines or any row they were read from changes; unrelated writes leave it."""
-    digest = hashlib.sha256()
-    for part in (scope.failed_payment_method_id, scope.selected_payment_method_id, str(scope.total)):
-        digest.update(part.encode() + b"\n")
-    for charge in scope.charges:
-        etag = partition.etags.get(row_key(Charge, charge.invoice_id), "")
-        digest.update(f"{charge.invoice_id}|{charge.amount}|{charge.payment_method_id}|{etag}\n".encode())
-    return QUOTE_VERSION_PREFIX + digest.hexdigest()[:24]
+def complete_idempotency_record(
+    partition: AccountPartition, settlement: Settlement, terms: SettlementTerms, at: datetime
+) -> None:
+    """Store the final answer with the Idempotency-Key record, so a repeat of the request replays it."""
+    record = partition.get(IdempotencyRecord, settlement.id)
+    if record is not None and not record.is_completed:
+        partition.put(record.complete(outcome_of(settlement, terms, partition).to_wire(), at))
+
+
+def notification_view(partition: AccountPartition, *, changed: bool) -> NotificationEmailView:
+    assert partition.account is not None
+    recent = sorted(partition.notifications, key=lambda n: (n.created_at, n.id), reverse=True)[:RECENT_NOTIFICATIONS]
+    return NotificationEmailView(
+        notification_email=partition.account.notification_email,
+        locale=partition.account.locale,
+        changed=changed,
+        last_notifications=tuple(
+            NotificationStatusView(
+                id=n.id,
+                template=n.template,
+                status=n.status,
+                attempts=n.attempts,
+                created_at=n.created_at,
+                sent_at=n.sent_at,
+                last_error=n.last_error,
+            )
+            for n in recent
+        ),
+    )

@@ -1,0 +1,132 @@
+"""What the use cases need from the outside world, each as a small protocol named for what it gives them.
+
+Every port has a real adapter (Table Storage, Storage Queues, ACS, the sandbox gateway) and an in-memory fake with
+the same observable behaviour, conflicts included; one contract test suite runs against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from shared.domain.audit import DeletionRecord
+from shared.domain.email import OutgoingEmail, RenderedEmail, SendOutcome
+from shared.domain.money import Money
+from shared.domain.outbox import LifecycleEvent
+from shared.domain.partition import AccountPartition
+from shared.domain.payments import ChargeResult
+from shared.domain.rejection import Rejection
+from shared.webhooks import VerifiedWebhook, WebhookDelivery
+
+
+class AccountUnitOfWork(Protocol):
+    """Reads an account partition whole and commits its staged changes, guarded by the version it was read at."""
+
+    def load(self, account_id: str) -> AccountPartition:
+        """Everything stored for the account (an empty partition if there is nothing)."""
+        ...
+
+    def commit(self, partition: AccountPartition) -> None:
+        """Write the staged changes; raises ConcurrencyError if anyone else committed since `partition` was read."""
+        ...
+
+
+@dataclass(frozen=True)
+class DueEntry:
+    """When to look at an account again."""
+
+    account_id: str
+    due_at: datetime
+
+
+def whole_second_up(moment: datetime) -> datetime:
+    """Due times are kept to the second, rounded up: an entry never fires before its moment."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
+class DueIndex(Protocol):
+    def schedule(self, account_id: str, due_at: datetime) -> DueEntry:
+        """Add an entry (to the second, rounded up); scheduling the same moment again changes nothing."""
+        ...
+
+    def due(self, now: datetime, *, page_size: int = ..., limit: int | None = None) -> Iterator[DueEntry]:
+        """Entries due at or before `now`, oldest first."""
+        ...
+
+    def remove(self, entry: DueEntry) -> None:
+        """Remove an entry; removing one that is gone is not an error."""
+        ...
+
+
+class AuditLog(Protocol):
+    def record_deletion(self, record: DeletionRecord) -> bool:
+        """Create the record unless it exists (the first one stands); True if this call wrote it."""
+        ...
+
+    def deletions(self, account_id: str) -> list[DeletionRecord]: ...
+
+
+class WebhookLedger(Protocol):
+    def remember(self, webhook: VerifiedWebhook, fingerprint: str) -> WebhookDelivery:
+        """FIRST for a new id, RETRY for the same request again; WebhookReplayError for another request."""
+        ...
+
+    def purge_expired(self, now: datetime) -> int: ...
+
+
+@dataclass(frozen=True)
+class StoredRejection:
+    """A rejection with the version token it was read at."""
+
+    rejection: Rejection
+    version: str
+
+
+class RejectionStore(Protocol):
+    def add(self, rejection: Rejection) -> Rejection:
+        """Keep a new rejection; if one with its id exists, that one is returned and nothing changes."""
+        ...
+
+    def get(self, identifier: str) -> StoredRejection | None: ...
+
+    def all(self) -> list[Rejection]: ...
+
+    def replace(self, rejection: Rejection, version: str) -> bool:
+        """Replace the stored rejection if it is still at `version`; False if someone changed it meanwhile."""
+        ...
+
+
+class PaymentGateway(Protocol):
+    def charge(self, amount: Money, token: str, idempotency_key: str) -> ChargeResult:
+        """Charge once per key; a repeat returns the first result (UNKNOWN only when no answer came in time)."""
+        ...
+
+    def lookup(self, idempotency_key: str) -> ChargeResult | None:
+        """The outcome of the charge made with this key, or None if the gateway never saw it."""
+        ...
+
+
+class EmailSender(Protocol):
+    """Delivers one email and reports the outcome instead of raising for delivery problems."""
+
+    def send(self, email: OutgoingEmail) -> SendOutcome: ...
+
+
+class EmailRenderer(Protocol):
+    def render(self, template: str, locale: str, context: Mapping[str, object]) -> RenderedEmail:
+        """Subject, text and HTML of one template; raises EmailRenderingError when it cannot."""
+        ...
+
+
+class LifecyclePublisher(Protocol):
+    def publish(self, event: LifecycleEvent) -> None: ...
+
+
+class MessageSender(Protocol):
+    """Puts raw bytes back on the queue they came from (re-submitting a rejection)."""
+
+    def __call__(self, body: bytes) -> object: ...
