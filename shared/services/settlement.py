@@ -24,6 +24,7 @@ from pydantic import JsonValue, ValidationError, model_validator
 from shared.domain.errors import ConcurrencyError, DomainError
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
+from shared.domain.lifecycle_events import payment_method_replaced, subscription_enabled
 from shared.domain.model import (
     Account,
     Frozen,
@@ -67,8 +68,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECEIPT_TEMPLATE = "settlement_receipt"
-SUBSCRIPTION_ENABLED = "subscription.enabled"
-PAYMENT_METHOD_REPLACED = "payment_method.replaced"
 # A pending card charge nobody answered for this long was abandoned (the function timeout is 10 minutes).
 PENDING_CHARGE_EXPIRY = timedelta(minutes=15)
 NOT_CHARGED = "not_charged"
@@ -610,44 +609,14 @@ def _receipt(
 def _lifecycle_events(
     account_id: str, settlement: Settlement, effects: SettlementEffects, reason: TransitionReason, at: datetime
 ) -> list[LifecycleEvent]:
+    changed = {subscription.id: subscription for subscription in effects.subscriptions}
     events = [
-        LifecycleEvent(
-            id=_event_id(settlement.id, SUBSCRIPTION_ENABLED, subscription_id),
-            type=SUBSCRIPTION_ENABLED,
-            subject=f"/accounts/{account_id}/subscriptions/{subscription_id}",
-            time=at,
-            data={
-                "accountId": account_id,
-                "subscriptionId": subscription_id,
-                "reason": reason.value,
-                "settlementId": settlement.id,
-                "paymentMethodId": settlement.payment_method_id,
-            },
-        )
+        subscription_enabled(account_id, changed[subscription_id], cause=settlement, reason=reason, at=at)
         for subscription_id in effects.reenabled_subscription_ids
     ]
     if effects.switched_subscription_ids:
-        events.append(
-            LifecycleEvent(
-                id=_event_id(settlement.id, PAYMENT_METHOD_REPLACED, settlement.payment_method_id),
-                type=PAYMENT_METHOD_REPLACED,
-                subject=f"/accounts/{account_id}/paymentMethods/{settlement.payment_method_id}",
-                time=at,
-                data={
-                    "accountId": account_id,
-                    "previousPaymentMethodId": settlement.failed_payment_method_id,
-                    "paymentMethodId": settlement.payment_method_id,
-                    "paymentMethodKind": settlement.payment_method_kind.value,
-                    "subscriptionIds": list(effects.switched_subscription_ids),
-                    "settlementId": settlement.id,
-                },
-            )
-        )
+        events.append(payment_method_replaced(account_id, settlement, at=at))
     return events
-
-
-def _event_id(settlement_id: str, event_type: str, subject_id: str) -> str:
-    return "le-" + hashlib.sha256(f"{settlement_id}|{event_type}|{subject_id}".encode()).hexdigest()[:32]
 
 
 def payment_reference(settlement_id: str) -> str:
