@@ -23,6 +23,7 @@ from shared.domain.retention_policy import RetentionPolicy, deletion_date
 from shared.domain.settlement import Settlement
 
 __all__ = [
+    "EnablingReason",
     "EventCause",
     "LifecycleEventType",
     "PaymentMethodReplacedData",
