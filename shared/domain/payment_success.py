@@ -5,12 +5,12 @@ The card flow, a wire transfer (`payment.received`) and, later, automatic retrie
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 from pydantic import JsonValue
 
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
+from shared.domain.lifecycle_events import payment_method_replaced, subscription_enabled
 from shared.domain.links import billing_url
 from shared.domain.model import Account, PaymentMethod, PaymentMethodKind
 from shared.domain.outbox import LifecycleEvent, Notification
@@ -19,8 +19,6 @@ from shared.domain.settle_balance import supersede_other_invoices
 from shared.domain.settlement import Settlement, SettlementEffects, apply_payment
 
 RECEIPT_TEMPLATE = "settlement_receipt"
-SUBSCRIPTION_ENABLED = "subscription.enabled"
-PAYMENT_METHOD_REPLACED = "payment_method.replaced"
 
 
 def stage_payment_success(
@@ -105,41 +103,11 @@ def _receipt(
 def _lifecycle_events(
     account_id: str, settlement: Settlement, effects: SettlementEffects, reason: TransitionReason, at: datetime
 ) -> list[LifecycleEvent]:
+    changed = {subscription.id: subscription for subscription in effects.subscriptions}
     events = [
-        LifecycleEvent(
-            id=_event_id(settlement.id, SUBSCRIPTION_ENABLED, subscription_id),
-            type=SUBSCRIPTION_ENABLED,
-            subject=f"/accounts/{account_id}/subscriptions/{subscription_id}",
-            time=at,
-            data={
-                "accountId": account_id,
-                "subscriptionId": subscription_id,
-                "reason": reason.value,
-                "settlementId": settlement.id,
-                "paymentMethodId": settlement.payment_method_id,
-            },
-        )
+        subscription_enabled(account_id, changed[subscription_id], cause=settlement, reason=reason, at=at)
         for subscription_id in effects.reenabled_subscription_ids
     ]
     if effects.switched_subscription_ids:
-        events.append(
-            LifecycleEvent(
-                id=_event_id(settlement.id, PAYMENT_METHOD_REPLACED, settlement.payment_method_id),
-                type=PAYMENT_METHOD_REPLACED,
-                subject=f"/accounts/{account_id}/paymentMethods/{settlement.payment_method_id}",
-                time=at,
-                data={
-                    "accountId": account_id,
-                    "previousPaymentMethodId": settlement.failed_payment_method_id,
-                    "paymentMethodId": settlement.payment_method_id,
-                    "paymentMethodKind": settlement.payment_method_kind.value,
-                    "subscriptionIds": list(effects.switched_subscription_ids),
-                    "settlementId": settlement.id,
-                },
-            )
-        )
+        events.append(payment_method_replaced(account_id, settlement, at=at))
     return events
-
-
-def _event_id(settlement_id: str, event_type: str, subject_id: str) -> str:
-    return "le-" + hashlib.sha256(f"{settlement_id}|{event_type}|{subject_id}".encode()).hexdigest()[:32]

@@ -9,7 +9,6 @@ its data after the audit record is written; a purge that stopped halfway is ther
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -18,9 +17,16 @@ from enum import StrEnum
 from pydantic import BaseModel, JsonValue
 
 from shared.domain.audit import AuditedCharge, DeletionRecord
+from shared.domain.effect_ids import ID_PREFIX, effect_id
 from shared.domain.errors import DomainError
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
+from shared.domain.lifecycle_events import (
+    RetentionStep,
+    subscription_deleted,
+    subscription_disabled,
+    subscription_enabled,
+)
 from shared.domain.links import settle_url
 from shared.domain.model import (
     Account,
@@ -47,9 +53,6 @@ from shared.domain.retention_policy import (
 )
 from shared.domain.settlement import Settlement, failed_method_of, settlement_scope
 
-ID_PREFIX = "ret"
-_STAMP = "%Y%m%dT%H%M%SZ"
-_MAX_ID_LENGTH = 128
 # Milestones re-evaluated after a state change in the same plan (PastDue -> Warned -> Disabled at most).
 _MAX_STEPS = 4
 
@@ -66,12 +69,6 @@ class Template(StrEnum):
 # Notices that only make sense while the balance is unpaid; withdrawn if still unsent once it is paid.
 _UNPAID_NOTICES = frozenset({Template.REMINDER, Template.FINAL_NOTICE, Template.DISABLED, Template.DELETION_WARNING})
 _RETENTION_ALERTS = frozenset({AlertKind.WILL_BE_DISABLED, AlertKind.DISABLED, AlertKind.DELETION_SCHEDULED})
-
-
-class EventType(StrEnum):
-    DISABLED = "subscription.disabled"
-    DELETED = "subscription.deleted"
-    ENABLED = "subscription.enabled"
 
 
 class RetentionActionKind(StrEnum):
@@ -105,18 +102,6 @@ class AccountPlan:
     audit_records: list[DeletionRecord] = field(default_factory=list)
     changed: bool = False
     next_review: datetime | None = None
-
-
-def effect_id(kind: str, reference: datetime | None, subscription_id: str, offset_days: int | None = None) -> str:
-    """The deterministic id of one effect: `ret.<kind>[.<offset>].<reference, UTC>.<subscription>`."""
-    parts = [ID_PREFIX, kind]
-    if offset_days is not None:
-        parts.append(str(offset_days))
-    parts.append(reference.astimezone(UTC).strftime(_STAMP) if reference else "none")
-    key = ".".join([*parts, subscription_id])
-    if len(key) <= _MAX_ID_LENGTH:
-        return key
-    return ".".join([*parts, hashlib.sha256(subscription_id.encode()).hexdigest()[:40]])
 
 
 def referenced_subscriptions(notification: Notification, subscription_ids: set[str]) -> set[str]:
@@ -237,10 +222,9 @@ class _Planner:
         delete_at = deletion_date(subscription, self.policy)
         self.notify_of(subscription, Template.DISABLED, milestone, reference)
         self.publish(
-            EventType.DISABLED,
-            subscription,
-            reference,
-            {"disabledAt": _iso(subscription.disabled_at), "deletionDate": _iso_date(delete_at)},
+            subscription_disabled(
+                self.account.id, subscription, self.policy, cause=RetentionStep(reference=reference), at=self.now
+            )
         )
         self.resolve_alerts(subscription.id, {AlertKind.WILL_BE_DISABLED})
         self.alert(subscription, AlertKind.DISABLED, reference, delete_at)
@@ -259,7 +243,9 @@ class _Planner:
         tombstone = subscription.transition(
             SubscriptionState.DELETED, TransitionReason.RETENTION_ENDED, self.now
         ).model_copy(update={"name": ""})
-        self.publish(EventType.DELETED, tombstone, reference, {"deletedAt": _iso(self.now)})
+        self.publish(
+            subscription_deleted(self.account.id, tombstone, cause=RetentionStep(reference=reference), at=self.now)
+        )
         context: dict[str, JsonValue] = {
             "subscription_id": tombstone.id,
             "service": tombstone.service,
@@ -276,7 +262,15 @@ class _Planner:
         healed = subscription.reenable(TransitionReason.SELF_HEALED, self.now)
         notification_id = effect_id("reenabled", reference, healed.id)
         self.notify(healed, Template.REENABLED, notification_id, self.email_context(healed))
-        self.publish(EventType.ENABLED, healed, reference, {"enabledAt": _iso(self.now), "reason": "self_healed"})
+        self.publish(
+            subscription_enabled(
+                self.account.id,
+                healed,
+                cause=RetentionStep(reference=reference),
+                reason=TransitionReason.SELF_HEALED,
+                at=self.now,
+            )
+        )
         self.act(healed, RetentionActionKind.REENABLED)
         return healed
 
@@ -320,23 +314,7 @@ class _Planner:
         notification_id = effect_id(milestone.kind.value, reference, subscription.id, milestone.offset_days)
         return self.partition.get(Notification, notification_id) is not None
 
-    def publish(
-        self, event_type: EventType, subscription: Subscription, reference: datetime | None, data: dict[str, JsonValue]
-    ) -> None:
-        event = LifecycleEvent(
-            # Consumers de-duplicate across all accounts: the account is part of the id.
-            id=effect_id(event_type.value, reference, f"{self.account.id}.{subscription.id}"),
-            type=event_type.value,
-            subject=f"accounts/{self.account.id}/subscriptions/{subscription.id}",
-            time=self.now,
-            data={
-                "accountId": self.account.id,
-                "subscriptionId": subscription.id,
-                "service": subscription.service,
-                "state": subscription.state.value,
-                **data,
-            },
-        )
+    def publish(self, event: LifecycleEvent) -> None:
         self.stage.put_new(event)
 
     def alert(
@@ -596,10 +574,6 @@ def _deletion_record(planner: _Planner, tombstone: Subscription, purge: _Purge) 
         settlement_ids=tuple(sorted(s.id for s in purge.settlements if s.subscription_id == tombstone.id)),
         payment_method_ids=tuple(sorted(m.id for m in purge.payment_methods)),
     )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def _iso_date(moment: datetime | None) -> str | None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.services.ports import DueEntry
 from shared.storage.due_index import TableDueIndex
 from shared.storage.layout import DUE_SHARDS, due_row_key, due_shard_of
 from shared.storage.tables import RequestCounter

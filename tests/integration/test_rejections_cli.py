@@ -15,9 +15,9 @@ from azure.storage.queue import BinaryBase64DecodePolicy, QueueClient
 from cli.__main__ import main
 from devhost.azurite import AzuriteProcess
 from shared.bootstrap import dependencies
-from shared.services.rejections import record_rejection
 from shared.domain.rejection import RejectionStatus
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE
+from shared.services.rejections import record_rejection
 
 pytestmark = pytest.mark.azurite
 

@@ -169,7 +169,7 @@ def test_cancellation_and_deletion_publish_cloudevents_on_the_lifecycle_queue(ti
     disabled, deleted = events
     assert disabled["specversion"] == "1.0"
     assert disabled["source"] == "/pastdue"
-    assert disabled["subject"] == f"accounts/{timeline.account_id}/subscriptions/sub-1"
+    assert disabled["subject"] == f"/accounts/{timeline.account_id}/subscriptions/sub-1"
     assert disabled["time"] == "2027-02-04T02:00:00Z"
     assert disabled["data"]["state"] == "Disabled"
     assert disabled["data"]["deletionDate"] == "2027-05-05"
