@@ -43,8 +43,14 @@ STOP_AFTER_EMAILS = 10
 # (10 minutes locally); they are not lost, they are on the queue. Wait this long without progress, then count.
 # Failed messages come back after host.json's visibilityTimeout (10 s), so a quiet spell longer than that is final.
 QUIET_PERIOD = 11.0
-# The host could not settle (delete, or make visible again) these messages: they stay invisible on the queue.
+# Messages the host received and then could not settle (delete, or make visible again), or whose invocation was
+# still running when the host stopped: they stay invisible on the queue for the host's in-flight visibility.
 UNSETTLED = re.compile(r"settling message (?P<message_id>\S+) failed")
+INVOKED = re.compile(
+    r"\[(?P<invocation>[0-9a-f-]{36})\] Executing \(Reason='New queue message detected on \S+ "
+    r"\(Id=(?P<message_id>[^,]+),"
+)
+FINISHED = re.compile(r"\[(?P<invocation>[0-9a-f-]{36})\] Executed \(")
 ALREADY_PROCESSED = re.compile(r"payment\.failed \S+ for account \S+: already processed")
 
 
@@ -102,8 +108,9 @@ class QueueCensus:
     """Where each event that left no trace in storage is: on the queue, in the host's hands, or nowhere (lost).
 
     Visible messages are read off the queue. An invisible one cannot be read, but the host logs every message it
-    received and failed to settle; invisible messages beyond those are counted, and an event is lost only if no
-    visible message, no unsettled message and no unexplained invisible message can account for it."""
+    failed to settle and every invocation it started and finished; invisible messages beyond those are counted,
+    and an event is lost only if no visible, unsettled or cut-off message, nor an unexplained invisible one,
+    can account for it."""
 
     message_count: int
     on_the_queue: list[str]
@@ -124,7 +131,9 @@ def census(
     queue = billing_engine_queue(azurite)
     message_count = queue.get_queue_properties().approximate_message_count or 0
     visible = {message.id for message in queue.receive_messages(messages_per_page=32, visibility_timeout=600)}
-    unsettled = {match["message_id"] for match in UNSETTLED.finditer(host_log)} - visible
+    finished = {match["invocation"] for match in FINISHED.finditer(host_log)}
+    cut_off = {match["message_id"] for match in INVOKED.finditer(host_log) if match["invocation"] not in finished}
+    unsettled = ({match["message_id"] for match in UNSETTLED.finditer(host_log)} | cut_off) - visible
     try:
         poisoned_events = {
             str(json.loads(message.content)["id"])
