@@ -1,4 +1,7 @@
-"""`python -m bench [--quick | --full] [--only FIGURE ...]`: run the benchmark, print the table, write the JSON."""
+"""`python -m bench [--quick | --full] [--only FIGURE ...]`: run the benchmark, print the table, write the JSON.
+
+`python -m bench publish-faults`: publish the fault suite's latest counts (see bench/faults.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bench import report
+from bench import faults, report
 from bench.environment import git_commit, load_average, machine, workbench
 from bench.retention import RetentionPlan, retention_figures
 from bench.round_trips import payment_failed_round_trips, settlement_round_trips
@@ -75,7 +78,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["publish-faults"]:
+        return faults.main(arguments[1:])
+    args = parse_args(arguments)
     profile = PROFILES[args.mode]
     began = time.monotonic()
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -9,6 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
 SAMPLE_APP = Path(__file__).parent / "sample_app"
 FUNCTION_KEY = "e2e-function-key"
+SAMPLE_SCHEDULE = "*/2 * * * * *"
+TIMER_DEADLINE = 60.0
+TIMER_FIRED = re.compile(
+    r"\[tick\] \[[^\]]+\] Executing \(Reason='Timer fired for the occurrence at (?P<occurrence>\S+)"
+    r"(?P<past_due> \(past due\))?'\)"
+)
 
 
 @dataclass
@@ -53,11 +61,38 @@ class RunningHost:
             message_decode_policy=TextBase64DecodePolicy(),
         )
 
+    def timer_ticks(self) -> list[TimerTick]:
+        """What the timer function saw, one line per invocation, in order (a line being written is left out)."""
+        text = self.timer_log.read_text(encoding="utf-8") if self.timer_log.exists() else ""
+        return [TimerTick.from_line(line) for line in text[: text.rfind("\n") + 1].splitlines()]
+
+    def timer_occurrences(self) -> list[tuple[datetime, bool]]:
+        """Each timer invocation the host logged: the occurrence it fired for, and whether it called it past due."""
+        return [
+            (datetime.fromisoformat(match["occurrence"]), match["past_due"] is not None)
+            for match in TIMER_FIRED.finditer(self.log.read_text(encoding="utf-8"))
+        ]
+
     def queue_entries(self) -> list[tuple[str, int]]:
         if not self.queue_log.exists():
             return []
         lines = self.queue_log.read_text(encoding="utf-8").splitlines()
         return [(body, int(count)) for body, count in (line.split("\t") for line in lines)]
+
+
+@dataclass(frozen=True)
+class TimerTick:
+    past_due: bool
+    next_occurrence: datetime
+
+    @classmethod
+    def from_line(cls, line: str) -> TimerTick:
+        record = json.loads(line)
+        return cls(past_due=record["past_due"], next_occurrence=datetime.fromisoformat(record["next"]))
+
+
+def on_the_sample_schedule(moment: datetime) -> bool:
+    return moment.microsecond == 0 and moment.second % 2 == 0
 
 
 @dataclass
@@ -81,7 +116,7 @@ def request(
 def start_host(directory: Path, connection_string: str) -> RunningHost:
     queue_log, timer_log = directory / "queue.log", directory / "timer.log"
     settings = {
-        "SAMPLE_SCHEDULE": "*/1 * * * * *",
+        "SAMPLE_SCHEDULE": SAMPLE_SCHEDULE,
         "SAMPLE_QUEUE_LOG": str(queue_log),
         "SAMPLE_TIMER_LOG": str(timer_log),
         # The environment wins over the settings file, so this must not be used.
@@ -183,10 +218,21 @@ def test_message_that_is_not_base64_is_poisoned_without_invoking(host: RunningHo
 
 
 def test_timer_fires_on_its_schedule_from_an_app_setting(host: RunningHost) -> None:
-    def ticks() -> int:
-        return len(host.timer_log.read_text().splitlines()) if host.timer_log.exists() else 0
+    # WHEN the timer has run at least twice (the deadline leaves room for a machine under load)
+    wait_for(lambda: len(host.timer_ticks()) >= 2, "two timer invocations", host.local, TIMER_DEADLINE)
 
-    wait_for(lambda: ticks() >= 2, "two timer ticks", timeout=10)
+    # THEN each invocation ran for its own occurrence of the app setting's schedule, in order (an occurrence on an
+    # odd second would mean another schedule), and got the host's past-due decision and the next occurrence
+    ticks = host.timer_ticks()
+    fired = host.timer_occurrences()[: len(ticks)]
+    assert len(fired) == len(ticks)
+    occurrences = [occurrence for occurrence, _ in fired]
+    assert occurrences == sorted(set(occurrences))
+    assert all(on_the_sample_schedule(occurrence) for occurrence in occurrences)
+    assert [tick.past_due for tick in ticks] == [past_due for _, past_due in fired]
+    for tick, occurrence in zip(ticks, occurrences, strict=True):
+        assert tick.next_occurrence > occurrence
+        assert on_the_sample_schedule(tick.next_occurrence)
 
 
 def test_sigint_waits_for_the_invocation_in_flight_and_exits_zero(

@@ -1,5 +1,7 @@
-"""The fault suite's counts, merged into bench/results/faults-latest.json (one section per test) for the README.
+"""The fault suite's counts, merged into bench/results/local/faults-latest.json (one section per test).
 
+That folder is ignored by git: a test run never rewrites a tracked file. `.venv/bin/python -m bench publish-faults`
+copies the counts to the tracked bench/results/faults-latest.json that the README and docs quote.
 Tests may run in several xdist workers at once, so every update holds an exclusive lock on a sibling lock file.
 """
 
@@ -7,7 +9,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "faults-latest.json"
+from bench.environment import git_commit
+from bench.faults import LOCAL_FAULTS, read_counts
+
+RESULTS = LOCAL_FAULTS
 # Outside the repository, so that the lock never shows up as a file to commit.
 _LOCK = Path(tempfile.gettempdir()) / "pastdue-faults-latest.lock"
 
@@ -31,44 +35,24 @@ def _locked() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def read() -> dict[str, Any]:
-    if not RESULTS.exists():
-        return {}
-    try:
-        document: dict[str, Any] = json.loads(RESULTS.read_text(encoding="utf-8"))
-    except ValueError:
-        return {}
-    return document
-
-
 def publish(section: str, counts: dict[str, Any]) -> None:
     """Record one test's counts under `section`, with the time and the commit they were measured on."""
+    measured_on = git_commit()
     with _locked():
-        document = read()
-        document.setdefault("sections", {})[section] = {"recorded_at": datetime.now(UTC).isoformat(), **counts}
-        document["commit"] = _commit()
+        document = read_counts(RESULTS)
+        document.setdefault("sections", {})[section] = {
+            "recorded_at": datetime.now(UTC).isoformat(),
+            "commit": measured_on["commit"],
+            "dirty": measured_on["dirty"],
+            **counts,
+        }
         RESULTS.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def recorded_since(moment: datetime) -> dict[str, dict[str, Any]]:
-    sections: dict[str, dict[str, Any]] = read().get("sections", {})
+    sections: dict[str, dict[str, Any]] = read_counts(RESULTS).get("sections", {})
     return {
         name: counts
         for name, counts in sections.items()
         if datetime.fromisoformat(str(counts.get("recorded_at", "1970-01-01T00:00:00+00:00"))) >= moment
     }
-
-
-def _commit() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=RESULTS.parents[2],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except OSError:
-        return None
-    return result.stdout.strip() or None

@@ -116,6 +116,7 @@ def test_racing_settlements_and_retention_runs_charge_once_and_never_cancel_a_pa
         setup.accounts.commit(past_due_account(account_id))
     keys = {account_id: [f"key-{uuid.uuid4().hex}" for _ in range(SETTLERS_PER_ACCOUNT)] for account_id in account_ids}
     outcomes: Counter[str] = Counter()
+    runs: Counter[str] = Counter()
     lock = threading.Lock()
     tasks_count = ACCOUNTS * SETTLERS_PER_ACCOUNT + RETENTION_RUNS
     start = threading.Barrier(tasks_count, timeout=60)
@@ -143,6 +144,7 @@ def test_racing_settlements_and_retention_runs_charge_once_and_never_cancel_a_pa
             outcome = type(error).__name__
         with lock:
             outcomes[f"settlement: {outcome}"] += 1
+            runs["settlements"] += 1
 
     def retention(barrier: threading.Barrier | None = None) -> None:
         deps = worker_dependencies(azurite.connection_string, outbox, lifecycle_queue)
@@ -150,6 +152,7 @@ def test_racing_settlements_and_retention_runs_charge_once_and_never_cancel_a_pa
             barrier.wait()
         report = deps.run_retention(now=NOW, time_budget=timedelta(minutes=2))
         with lock:
+            runs["retention runs"] += 1
             outcomes["retention: accounts reviewed"] += report.accounts_reviewed
             outcomes["retention: accounts failed (stay due)"] += report.accounts_failed
             for kind, count in report.counts.items():
@@ -162,33 +165,43 @@ def test_racing_settlements_and_retention_runs_charge_once_and_never_cancel_a_pa
     with ThreadPoolExecutor(tasks_count) as pool:
         for future in [pool.submit(task, *arguments) for task, arguments in tasks]:
             future.result()
+    concurrent = Counter(runs)
     retention()
 
     # THEN each account was charged exactly once, for its whole balance, and every subscription is back
-    charges = SandboxGateway(setup.storage, clock=setup.clock).ledger()
+    charges = SandboxGateway(setup.tables, clock=setup.clock).ledger()
     succeeded = Counter(c.idempotency_key for c in charges if c.outcome is ChargeOutcome.SUCCEEDED)
-    disabled_then_reenabled = 0
+    charged_per_account: dict[str, int] = {}
+    subscriptions: list[Subscription] = []
     for account_id in account_ids:
         settlement_ids = {settlement_id_for(account_id, key) for key in keys[account_id]}
         account_charges = [c for c in charges if c.idempotency_key in settlement_ids]
-        assert sum(succeeded[s] for s in settlement_ids) == 1, f"{account_id} must be charged exactly once"
+        charged_per_account[account_id] = sum(succeeded[s] for s in settlement_ids)
+        assert charged_per_account[account_id] == 1, f"{account_id} must be charged exactly once"
         assert [c.amount for c in account_charges if c.outcome is ChargeOutcome.SUCCEEDED] == [BALANCE]
         partition = setup.accounts.load(account_id)
         assert all(c.status is ChargeStatus.PAID for c in partition.charges)
         for subscription in partition.all(Subscription):
             assert subscription.state is SubscriptionState.ENABLED
             assert not disabled_after_payment(subscription)
-            disabled_then_reenabled += any(s.to_state is SubscriptionState.DISABLED for s in subscription.history)
+            subscriptions.append(subscription)
+    paid_then_cancelled = [
+        s for s in subscriptions if s.state is not SubscriptionState.ENABLED or disabled_after_payment(s)
+    ]
+    disabled_then_reenabled = [
+        s for s in subscriptions if any(step.to_state is SubscriptionState.DISABLED for step in s.history)
+    ]
     publish(
         "settlement_retention_race",
         {
-            "accounts": ACCOUNTS,
-            "concurrent_settlements": ACCOUNTS * SETTLERS_PER_ACCOUNT,
-            "concurrent_retention_runs": RETENTION_RUNS,
-            "charges_succeeded": sum(succeeded.values()),
-            "double_charges": 0,
-            "subscriptions_cancelled_before_payment_then_reenabled": disabled_then_reenabled,
-            "paid_subscriptions_cancelled": 0,
+            "accounts": len(charged_per_account),
+            "concurrent_settlements": concurrent["settlements"],
+            "concurrent_retention_runs": concurrent["retention runs"],
+            "retention_runs_after": runs["retention runs"] - concurrent["retention runs"],
+            "charges_succeeded": sum(charged_per_account.values()),
+            "double_charges": sum(max(0, charged - 1) for charged in charged_per_account.values()),
+            "subscriptions_cancelled_before_payment_then_reenabled": len(disabled_then_reenabled),
+            "paid_subscriptions_cancelled": len(paid_then_cancelled),
             "outcomes": dict(sorted(outcomes.items())),
         },
     )

@@ -60,8 +60,9 @@ def work(msg: QueueMessage) -> None:
 
 @timer_bp.timer_trigger(arg_name="timer", schedule="%SAMPLE_SCHEDULE%")
 def tick(timer: func.TimerRequest) -> None:
+    record = {"past_due": timer.past_due, "next": timer.schedule_status["Next"]}
     with open(os.environ["SAMPLE_TIMER_LOG"], "a", encoding="utf-8") as log:
-        log.write(f"tick past_due={timer.past_due}\n")
+        log.write(json.dumps(record) + "\n")
 
 
 app = func.FunctionApp()
