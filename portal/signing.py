@@ -5,17 +5,17 @@ from __future__ import annotations
 import base64
 import secrets
 
-from shared.webhooks import decode_secret, signature
+from shared.webhooks import decode_secrets, signature
 
 
 class SigningKeyError(ValueError):
     """The configured secret is not `whsec_` followed by base64."""
 
 
-def signing_key(secret: str) -> bytes:
-    """The HMAC key inside a `whsec_` secret."""
+def signing_key(secrets: str) -> bytes:
+    """The HMAC key of a `whsec_` secret; of the first one when several are configured (a rotation, newest first)."""
     try:
-        return decode_secret(secret)
+        return decode_secrets(secrets)[0]
     except ValueError as error:
         raise SigningKeyError(str(error)) from error
 

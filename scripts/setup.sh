@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the project needs, once: a Python virtual environment and Azurite from npm (pinned).
+# Installs what the project needs, once: the Python virtual environments (the app's, checkov's) and Azurite from
+# npm, all pinned.
 # Re-running is cheap: each step is skipped while its lock file is unchanged.
 # `--browser` also installs Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
 set -euo pipefail
@@ -12,14 +13,27 @@ if ! "$python_bin" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/
 fi
 command -v npm >/dev/null || { echo "pastdue needs Node.js and npm (for Azurite)" >&2; exit 1; }
 
+# Both sets are locked with every file's hash (scripts/lock.sh); pip refuses anything that does not match.
 if [ ! -x .venv/bin/python ]; then
   "$python_bin" -m venv .venv
 fi
 stamp=.venv/.requirements.sha256
 wanted=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
   echo "$wanted" > "$stamp"
+fi
+
+# checkov (the infra/ scan in the test command) has its own venv: its dependencies never meet the app's.
+if [ ! -x .venv-checkov/bin/python ]; then
+  "$python_bin" -m venv .venv-checkov
+fi
+checkov_stamp=.venv-checkov/.requirements.sha256
+checkov_wanted=$(sha256sum requirements-checkov.txt | cut -d' ' -f1)
+if [ "$(cat "$checkov_stamp" 2>/dev/null)" != "$checkov_wanted" ]; then
+  .venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+    -r requirements-checkov.txt
+  echo "$checkov_wanted" > "$checkov_stamp"
 fi
 
 npm_stamp=node_modules/.package-lock.sha256

@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.adapters.lifecycle_queue import QueueLifecyclePublisher
+from azure.core.credentials import TokenCredential
+
+from shared import connections
 from shared.domain.clock import Clock, SystemClock
 from shared.domain.payment_events import PaymentFailedEvent, PaymentReceivedEvent
 from shared.domain.payment_failure import PaymentFailedResult
 from shared.domain.rejection import Rejection, RejectionStatus
+from shared.domain.retention_plan import RetentionActionKind
 from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import SettleCommand
-from shared.email import AcsEmailSender, EmailRenderer, OutboxEmailSender
+from shared.email import EmailRenderer, OutboxEmailSender
 from shared.services import (
     account_views,
     payment_failed,
@@ -52,6 +55,15 @@ from shared.storage.rejection_store import TableRejectionStore
 from shared.storage.sandbox_gateway import SandboxGateway
 from shared.storage.tables import TableStorage
 from shared.storage.webhook_ledger import TableWebhookLedger
+from shared.telemetry import Telemetry, configure_telemetry
+
+# Retention actions that move a subscription into a state, for the transitions metric.
+_STATE_OF_ACTION = {
+    RetentionActionKind.FINAL_NOTICE: "Warned",
+    RetentionActionKind.DISABLED: "Disabled",
+    RetentionActionKind.DELETED: "Deleted",
+    RetentionActionKind.REENABLED: "Enabled",
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class Dependencies:
     email: EmailSender
     events: LifecyclePublisher
     renderer: ports.EmailRenderer
+    telemetry: Telemetry
     storage: TableStorage | None = None  # the raw tables, for operators' tools and the tests that inspect them
 
     @property
@@ -131,20 +144,30 @@ class Dependencies:
     # --- the use cases ------------------------------------------------------------------------------------------
 
     def apply_payment_failed(self, event: PaymentFailedEvent) -> PaymentFailedResult:
-        return payment_failed.apply_payment_failed(
-            event,
-            accounts=self.accounts,
-            due=self.due,
-            outbox=self.outbox,
-            clock=self.clock,
-            policy=self.policy,
-            portal_base_url=self.settings.portal_base_url,
-        )
+        with self.telemetry.use_case("apply_payment_failed", event_id=event.id, account_id=event.data.account.id):
+            result = payment_failed.apply_payment_failed(
+                event,
+                accounts=self.accounts,
+                due=self.due,
+                outbox=self.outbox,
+                clock=self.clock,
+                policy=self.policy,
+                portal_base_url=self.settings.portal_base_url,
+            )
+        for _ in result.past_due_subscription_ids:
+            self.telemetry.subscription_entered("PastDue")
+        for _ in result.emails_sent:
+            self.telemetry.email_reported("sent")
+        return result
 
     def apply_payment_received(self, event: PaymentReceivedEvent) -> PaymentReceivedResult:
-        return payment_received.apply_payment_received(
-            event, accounts=self.accounts, outbox=self.outbox, clock=self.clock, terms=self.terms
-        )
+        with self.telemetry.use_case("apply_payment_received", event_id=event.id, account_id=event.data.account_id):
+            result = payment_received.apply_payment_received(
+                event, accounts=self.accounts, outbox=self.outbox, clock=self.clock, terms=self.terms
+            )
+        for _ in result.reenabled_subscription_ids:
+            self.telemetry.subscription_entered("Enabled")
+        return result
 
     def account_overview(self, account_id: str, principal_id: str) -> Overview:
         return account_views.account_overview(self.accounts, account_id, principal_id)
@@ -162,7 +185,13 @@ class Dependencies:
         return account_views.notification_email(self.accounts, account_id, principal_id, new_address)
 
     def settle_balance(self, command: SettleCommand) -> SettlementOutcome:
-        return settle_balance.settle_balance(self.payments, command)
+        with self.telemetry.use_case("settle_balance", account_id=command.account_id):
+            outcome = settle_balance.settle_balance(self.payments, command)
+        if not outcome.replayed:
+            self.telemetry.settlement_finished(outcome.status.value)
+            for _ in outcome.reenabled_subscriptions:
+                self.telemetry.subscription_entered("Enabled")
+        return outcome
 
     def reconcile_settlements(self, account_id: str) -> list[SettlementOutcome]:
         return settle_balance.reconcile_settlements(self.payments, account_id)
@@ -176,7 +205,17 @@ class Dependencies:
         monotonic: Callable[[], float] | None = None,
     ) -> RetentionReport:
         extra = {"monotonic": monotonic} if monotonic is not None else {}
-        return retention.run_retention(self.retention, now=now, time_budget=time_budget, dry_run=dry_run, **extra)
+        with self.telemetry.use_case("run_retention"):
+            report = retention.run_retention(self.retention, now=now, time_budget=time_budget, dry_run=dry_run, **extra)
+        if not dry_run:
+            for action in report.actions:
+                if action.kind in _STATE_OF_ACTION:
+                    self.telemetry.subscription_entered(_STATE_OF_ACTION[action.kind])
+                if action.milestone_at is not None:
+                    self.telemetry.lifecycle_lag((now - action.milestone_at).total_seconds())
+            for _ in range(report.emails_sent):
+                self.telemetry.email_reported("sent")
+        return report
 
     def deliver(self, account_id: str) -> DeliveryReport:
         return deliver(self.outbox, account_id)
@@ -212,10 +251,22 @@ class Dependencies:
         return rejections.resubmit_rejection(self.rejections, identifier, send, self.clock.now(), force=force)
 
 
-def email_sender(settings: Settings, clock: Clock) -> EmailSender:
-    if settings.acs_connection_string is not None:
-        return AcsEmailSender(settings.acs_connection_string.get_secret_value(), settings.acs_sender_address)
+def email_sender(settings: Settings, clock: Clock, credential: TokenCredential | None = None) -> EmailSender:
+    """ACS (by connection string, or by endpoint and the app's identity); without ACS, the local .eml outbox."""
+    acs = connections.acs_email_sender(settings, credential)
+    if acs is not None:
+        return acs
     return OutboxEmailSender(settings.outbox_dir, settings.acs_sender_address, clock=clock.now)
+
+
+_TELEMETRY: list[Telemetry] = []
+
+
+def telemetry() -> Telemetry:
+    """The process's one set of instruments (creating several would register every metric twice)."""
+    if not _TELEMETRY:
+        _TELEMETRY.append(Telemetry())
+    return _TELEMETRY[0]
 
 
 def build(
@@ -225,11 +276,14 @@ def build(
     request_hook: Callable[[Any], None] | None = None,
     email: EmailSender | None = None,
     gateway: PaymentGateway | None = None,
+    credential: TokenCredential | None = None,
 ) -> Dependencies:
-    """Real adapters for `settings`; tests and benchmarks pass their own clock, request counter or sender."""
+    """Real adapters for `settings`; tests and benchmarks pass their own clock, request hook, sender or credential."""
     clock = clock or SystemClock()
-    connection_string = settings.storage_connection_string.get_secret_value()
-    storage = TableStorage(connection_string, request_hook=request_hook)
+    if credential is None and connections.needs_credential(settings):
+        credential = connections.azure_credential(settings)
+    access = connections.storage_access(settings)
+    storage = connections.table_storage(access, credential, request_hook=request_hook)
     storage.ensure_tables()
     hook_options = {"raw_request_hook": request_hook} if request_hook else {}
     return Dependencies(
@@ -241,9 +295,10 @@ def build(
         webhooks=TableWebhookLedger(storage, clock=clock),
         rejections=TableRejectionStore(storage),
         gateway=gateway or SandboxGateway(storage, clock=clock),
-        email=email or email_sender(settings, clock),
-        events=QueueLifecyclePublisher(connection_string, settings.lifecycle_queue, **hook_options),
+        email=email or email_sender(settings, clock, credential),
+        events=connections.lifecycle_publisher(access, settings.lifecycle_queue, credential, **hook_options),
         renderer=EmailRenderer(),
+        telemetry=telemetry(),
         storage=storage,
     )
 
@@ -251,4 +306,6 @@ def build(
 @functools.cache
 def dependencies() -> Dependencies:
     """The process-wide dependencies, built on first use (Azure Functions reuses the worker between calls)."""
-    return build(Settings.load())
+    settings = Settings.load()
+    configure_telemetry(settings)
+    return build(settings)

@@ -17,6 +17,8 @@ LOCAL_WEBHOOK_SECRET = "whsec_cGFzdGR1ZS1sb2NhbC13ZWJob29rLXNlY3JldC0wMQ=="  # n
 LOCAL_FUNCTION_KEY = "pastdue-local-key"
 _NCRONTAB_FIELD = r"[0-9*/,\-A-Za-z]+"
 _NCRONTAB = re.compile(rf"^{_NCRONTAB_FIELD}( {_NCRONTAB_FIELD}){{5}}$")
+_WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/]{32,}={0,2}")
+_HTTPS_URL = re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?")
 
 
 DayList = Annotated[tuple[int, ...], NoDecode]
@@ -32,12 +34,31 @@ class Settings(BaseSettings):
     storage_connection_string: SecretStr = Field(
         default=SecretStr(DEVELOPMENT_STORAGE), validation_alias=AliasChoices("AzureWebJobsStorage")
     )
+    # Identity-based storage, as the Functions host reads it (shared/connections.py): an account name, or one URI per
+    # service, and the managed identity's client id when it is a user-assigned one.
+    storage_account_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__accountName")
+    )
+    storage_table_service_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__tableServiceUri")
+    )
+    storage_queue_service_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__queueServiceUri")
+    )
+    storage_blob_service_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__blobServiceUri")
+    )
+    storage_client_id: str | None = Field(default=None, validation_alias=AliasChoices("AzureWebJobsStorage__clientId"))
     portal_webhook_secret: SecretStr = Field(
         default=SecretStr(LOCAL_WEBHOOK_SECRET), validation_alias=AliasChoices("PORTAL_WEBHOOK_SECRET")
     )
     portal_base_url: str = Field(default="http://127.0.0.1:7072", validation_alias=AliasChoices("PORTAL_BASE_URL"))
     acs_connection_string: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ACS_CONNECTION_STRING")
+    )
+    acs_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("ACS_ENDPOINT"))
+    applicationinsights_connection_string: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("APPLICATIONINSIGHTS_CONNECTION_STRING")
     )
     acs_sender_address: str = Field(
         default="DoNotReply@billing.pastdue.example", validation_alias=AliasChoices("ACS_SENDER_ADDRESS")
@@ -74,6 +95,14 @@ class Settings(BaseSettings):
     def runs_in_azure(self) -> bool:
         return bool(self.azure_site_name)
 
+    @property
+    def storage_uses_identity(self) -> bool:
+        """Identity settings are present and no connection string overrides them (the host's precedence)."""
+        has_identity = bool(
+            self.storage_account_name or self.storage_table_service_uri or self.storage_queue_service_uri
+        )
+        return has_identity and self.storage_connection_string.get_secret_value() == DEVELOPMENT_STORAGE
+
     @field_validator("retention_schedule")
     @classmethod
     def _six_field_ncrontab(cls, value: str) -> str:
@@ -105,21 +134,56 @@ class Settings(BaseSettings):
     @field_validator("portal_webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"whsec_[A-Za-z0-9+/]{32,}={0,2}", value.get_secret_value()):
-            raise ValueError("must be 'whsec_' followed by base64 of 24 to 64 random bytes")
+        secrets = value.get_secret_value().split()
+        if not secrets or not all(_WEBHOOK_SECRET.fullmatch(secret) for secret in secrets):
+            raise ValueError(
+                "must be 'whsec_' followed by base64 of 24 to 64 random bytes (several separated by spaces)"
+            )
         return value
+
+    @field_validator(
+        "acs_endpoint", "storage_table_service_uri", "storage_queue_service_uri", "storage_blob_service_uri"
+    )
+    @classmethod
+    def _https_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _HTTPS_URL.fullmatch(value.strip()):
+            raise ValueError("must be an https URL such as https://example.communication.azure.com")
+        return value.strip()
+
+    @field_validator("storage_account_name")
+    @classmethod
+    def _account_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9]{3,24}", value):
+            raise ValueError("must be a storage account name: 3 to 24 lower-case letters and digits")
+        return value
+
+    @model_validator(mode="after")
+    def _identity_storage_names_tables_and_queues(self) -> Self:
+        if self.storage_account_name or not (self.storage_table_service_uri or self.storage_queue_service_uri):
+            return self
+        if self.storage_table_service_uri is None:
+            raise ValueError(
+                "AzureWebJobsStorage__queueServiceUri is set: set AzureWebJobsStorage__tableServiceUri too"
+            )
+        if self.storage_queue_service_uri is None:
+            raise ValueError(
+                "AzureWebJobsStorage__tableServiceUri is set: set AzureWebJobsStorage__queueServiceUri too"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_local_secrets_in_azure(self) -> Self:
         if not self.runs_in_azure:
             return self
         missing = []
-        if self.portal_webhook_secret.get_secret_value() == LOCAL_WEBHOOK_SECRET:
+        if LOCAL_WEBHOOK_SECRET in self.portal_webhook_secret.get_secret_value().split():
             missing.append("PORTAL_WEBHOOK_SECRET")
-        if self.acs_connection_string is None:
-            missing.append("ACS_CONNECTION_STRING")
-        if self.storage_connection_string.get_secret_value() == DEVELOPMENT_STORAGE:
-            missing.append("AzureWebJobsStorage")
+        if self.acs_connection_string is None and self.acs_endpoint is None:
+            missing.append("ACS_CONNECTION_STRING (or ACS_ENDPOINT)")
+        if self.storage_connection_string.get_secret_value() == DEVELOPMENT_STORAGE and not self.storage_uses_identity:
+            missing.append("AzureWebJobsStorage (or AzureWebJobsStorage__accountName)")
         if missing:
             raise ValueError(f"running in Azure without {', '.join(missing)}: set it in the app settings")
         return self

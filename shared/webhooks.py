@@ -1,7 +1,9 @@
 """Standard Webhooks for the portal's calls: signature and timestamp checks, and a ledger that refuses replays.
 
 Signed content is `{webhook-id}.{webhook-timestamp}.{raw body}`, HMAC-SHA256 with the base64 key after `whsec_`;
-`webhook-signature` lists `v1,<base64>` entries separated by spaces (several during key rotation). The ledger keeps
+`webhook-signature` lists `v1,<base64>` entries separated by spaces (several during key rotation). The configured
+secret may itself be several secrets separated by spaces: during a rotation the verifier accepts a signature made
+with any of them, so the portal can switch to the new secret whenever it likes. The ledger keeps
 each webhook id with a hash of the request it came with: the same id with the same request is a retry, the same id
 with another request is a replay and is refused.
 """
@@ -78,6 +80,14 @@ def decode_secret(secret: str) -> bytes:
     return key
 
 
+def decode_secrets(secrets: str) -> tuple[bytes, ...]:
+    """The HMAC keys of one or more `whsec_` secrets separated by spaces, in the order given."""
+    keys = tuple(decode_secret(secret) for secret in secrets.split())
+    if not keys:
+        raise ValueError("a webhook secret may not be empty")
+    return keys
+
+
 def signature(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> bytes:
     signed = f"{webhook_id}.{timestamp}.".encode() + body
     return hmac.new(key, signed, hashlib.sha256).digest()
@@ -94,8 +104,8 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
 class WebhookVerifier:
     """Checks Standard Webhooks headers against the raw body, in constant time, with an injected clock."""
 
-    def __init__(self, secret: str, *, tolerance: timedelta, clock: Clock) -> None:
-        self._key = decode_secret(secret)
+    def __init__(self, secrets: str, *, tolerance: timedelta, clock: Clock) -> None:
+        self._keys = decode_secrets(secrets)
         self._tolerance = tolerance
         self._clock = clock
 
@@ -106,14 +116,15 @@ class WebhookVerifier:
         if len(webhook_id) > MAX_ID_LENGTH or not webhook_id.isprintable() or not webhook_id.isascii():
             raise WebhookVerificationError("webhook-id must be printable ASCII of at most 256 characters", ID_HEADER)
         timestamp = self._timestamp(_required(lowered, TIMESTAMP_HEADER))
-        expected = signature(self._key, webhook_id, timestamp, body)
+        expected = [signature(key, webhook_id, timestamp, body) for key in self._keys]
         entries = _required(lowered, SIGNATURE_HEADER).split()
         if len(entries) > MAX_SIGNATURES:
             raise WebhookVerificationError(f"at most {MAX_SIGNATURES} signatures are accepted")
         matched = False
         for candidate in _v1_signatures(entries):
-            # Every candidate is compared, so the time taken does not tell which one matched.
-            matched |= hmac.compare_digest(expected, candidate)
+            for digest in expected:
+                # Every pair is compared, so the time taken does not tell which key or candidate matched.
+                matched |= hmac.compare_digest(digest, candidate)
         if not matched:
             raise WebhookVerificationError("no valid v1 signature for this body")
         return VerifiedWebhook(id=webhook_id, timestamp=datetime.fromtimestamp(timestamp, UTC))

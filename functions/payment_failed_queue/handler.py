@@ -8,6 +8,7 @@ from shared.bootstrap import Dependencies, dependencies
 from shared.domain.errors import DomainError
 from shared.domain.payment_events import PaymentFailedEvent, PaymentReceivedEvent
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE, InvalidEventError, decode_payment_event
+from shared.telemetry import EVENT_ID
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -15,16 +16,19 @@ log = logging.getLogger(__name__)
 
 @bp.function_name("payment_failed")
 @bp.queue_trigger(arg_name="msg", queue_name=PAYMENT_EVENTS_QUEUE, connection="AzureWebJobsStorage")
-def payment_failed(msg: func.QueueMessage) -> None:
+def payment_failed(msg: func.QueueMessage, context: func.Context | None = None) -> None:
     """Apply a billing-engine event; bad input is set aside at once, storage trouble raises so the host retries."""
     deps = dependencies()
     body = msg.get_body()
     event_id: str | None = None
     event_type: str | None = None
+    invocation = {"invocation_id": context.invocation_id} if context is not None else {}
     try:
-        event = decode_payment_event(body)
-        event_id, event_type = event.id, event.type
-        _dispatch(deps, event)
+        with deps.telemetry.invocation("payment_failed", **invocation) as span:
+            event = decode_payment_event(body)
+            event_id, event_type = event.id, event.type
+            span.add({EVENT_ID: event.id})
+            _dispatch(deps, event)
     except InvalidEventError as error:
         _reject(deps, msg, body, error.reason, event_id=error.event_id, event_type=error.event_type)
     except DomainError as error:

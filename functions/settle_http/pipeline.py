@@ -74,15 +74,16 @@ def _checked(req: func.HttpRequest, model: type[M], handler: Handler[M]) -> func
     if len(body) > MAX_BODY_BYTES:
         return problem(TOO_LARGE, f"the body may hold at most {MAX_BODY_BYTES} bytes")
     deps = bootstrap.dependencies()
-    _authenticate(req, deps, body)
-    try:
-        request = _parse(req, model, body)
-    except _RefusedError as refused:
-        return refused.response
-    account_id = req.route_params.get("accountId", "")
-    if not _ACCOUNT_ID.fullmatch(account_id):
-        raise AccountNotFoundError("no such account")  # an id that cannot exist is not found
-    return handler(deps, account_id, request)
+    with deps.telemetry.invocation(f"http {model.__name__}"):
+        _authenticate(req, deps, body)
+        try:
+            request = _parse(req, model, body)
+        except _RefusedError as refused:
+            return refused.response
+        account_id = req.route_params.get("accountId", "")
+        if not _ACCOUNT_ID.fullmatch(account_id):
+            raise AccountNotFoundError("no such account")  # an id that cannot exist is not found
+        return handler(deps, account_id, request)
 
 
 def _authenticate(req: func.HttpRequest, deps: bootstrap.Dependencies, body: bytes) -> None:

@@ -12,6 +12,8 @@ from shared.domain.email import OutgoingEmail, SendOutcome
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from azure.core.credentials import TokenCredential
+
 logger = logging.getLogger(__name__)
 
 # The outbox retries with backoff; SDK retries would only sleep inside a function invocation.
@@ -34,25 +36,24 @@ _TRANSIENT_OPERATION_ERROR_CODES = frozenset(
 
 
 class AcsEmailSender:
-    """Sends email through Azure Communication Services and reports every delivery problem as an outcome."""
+    """Sends email through Azure Communication Services and reports every delivery problem as an outcome.
+
+    ACS is reached with a connection string (an access key), or with its endpoint and an Entra credential.
+    """
 
     def __init__(
         self,
-        connection_string: str,
+        connection_string: str | None,
         sender_address: str,
         *,
+        endpoint: str | None = None,
+        credential: TokenCredential | None = None,
         poll_timeout_seconds: float = 30.0,
         client: EmailClient | None = None,
     ) -> None:
         self._sender_address = sender_address
         self._poll_timeout_seconds = poll_timeout_seconds
-        self._client = client or EmailClient.from_connection_string(
-            connection_string,
-            retry_total=_SDK_RETRIES,
-            polling_interval=_POLL_INTERVAL_SECONDS,
-            connection_timeout=min(_CONNECTION_TIMEOUT_SECONDS, poll_timeout_seconds),
-            read_timeout=max(_MIN_READ_TIMEOUT_SECONDS, poll_timeout_seconds),
-        )
+        self._client = client or _email_client(connection_string, endpoint, credential, poll_timeout_seconds)
 
     def send(self, email: OutgoingEmail) -> SendOutcome:
         """Send one email, waiting at most `poll_timeout_seconds` for ACS to finish the operation."""
@@ -86,6 +87,25 @@ class AcsEmailSender:
         if email.reply_to:
             message["replyTo"] = [{"address": email.reply_to}]
         return message
+
+
+def _email_client(
+    connection_string: str | None,
+    endpoint: str | None,
+    credential: TokenCredential | None,
+    poll_timeout_seconds: float,
+) -> EmailClient:
+    options: dict[str, Any] = {
+        "retry_total": _SDK_RETRIES,
+        "polling_interval": _POLL_INTERVAL_SECONDS,
+        "connection_timeout": min(_CONNECTION_TIMEOUT_SECONDS, poll_timeout_seconds),
+        "read_timeout": max(_MIN_READ_TIMEOUT_SECONDS, poll_timeout_seconds),
+    }
+    if endpoint is not None and credential is not None:
+        return EmailClient(endpoint, credential, **options)
+    if connection_string is not None:
+        return EmailClient.from_connection_string(connection_string, **options)
+    raise ValueError("AcsEmailSender needs a connection string, or an endpoint and a credential")
 
 
 def _outcome_for_final_status(result: Mapping[str, Any] | None, operation_id: str) -> SendOutcome:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 
 from shared.domain.errors import TransientStorageError
 from shared.storage.layout import ALL_TABLES
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
 
 
 class RequestCounter:
@@ -32,18 +35,25 @@ class RequestCounter:
 
 
 class TableStorage:
-    """The table clients of one storage account."""
+    """The table clients of one storage account: from a connection string, or an endpoint and an Entra credential."""
 
     def __init__(
         self,
-        connection_string: str,
+        connection_string: str | None = None,
         *,
+        endpoint: str | None = None,
+        credential: TokenCredential | None = None,
         request_hook: Callable[[Any], None] | None = None,
         **client_options: Any,
     ) -> None:
         if request_hook is not None:
             client_options["raw_request_hook"] = request_hook
-        self.service = TableServiceClient.from_connection_string(connection_string, **client_options)
+        if endpoint is not None and credential is not None:
+            self.service = TableServiceClient(endpoint=endpoint, credential=credential, **client_options)
+        elif connection_string is not None:
+            self.service = TableServiceClient.from_connection_string(connection_string, **client_options)
+        else:
+            raise ValueError("TableStorage needs a connection string, or an endpoint and a credential")
         self._clients: dict[str, TableClient] = {}
         self._lock = threading.Lock()
 

@@ -1,7 +1,9 @@
 """A loopback stand-in of the Azure Communication Services Email REST API, for tests.
 
 The SDK's `from_connection_string` always turns the endpoint into https (it keeps only the host), so the
-stand-in speaks TLS with a certificate from a throwaway CA made at start-up. Point the SDK at that CA with
+stand-in speaks TLS with a certificate from a throwaway CA made at start-up. Requests are authorised by the
+HMAC signature of the access key, or, when the stand-in is given a `bearer_token`, by that Entra ID token (the
+`ACS_ENDPOINT` + managed identity mode). Point the SDK at that CA with
 `REQUESTS_CA_BUNDLE=<standin.ca_bundle_path>` (requests reads it when verification is on), in this process
 or in a child process such as the Functions host.
 """
@@ -98,15 +100,17 @@ class _State:
     accepted: list[ReceivedSend] = field(default_factory=list)
     delivered: list[ReceivedSend] = field(default_factory=list)
     unauthorized_requests: int = 0
+    bearer_token: str | None = None
+    bearer_requests: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class AcsEmailStandin:
     """Starts the stand-in on 127.0.0.1 and a free port; use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bearer_token: str | None = None) -> None:
         self.access_key = base64.b64encode(secrets.token_bytes(32)).decode()
-        self._state = _State(access_key=base64.b64decode(self.access_key))
+        self._state = _State(access_key=base64.b64decode(self.access_key), bearer_token=bearer_token)
         self._certificates = tempfile.TemporaryDirectory(prefix="acs-standin-")
         certificate_directory = Path(self._certificates.name)
         self.ca_bundle_path, certificate_path, key_path = _write_certificates(certificate_directory)
@@ -161,6 +165,12 @@ class AcsEmailStandin:
     def unauthorized_requests(self) -> int:
         with self._state.lock:
             return self._state.unauthorized_requests
+
+    @property
+    def bearer_requests(self) -> int:
+        """Requests authorised by the bearer token."""
+        with self._state.lock:
+            return self._state.bearer_requests
 
 
 class _TlsServer(ThreadingHTTPServer):
@@ -295,6 +305,11 @@ class _AcsRequestHandler(BaseHTTPRequestHandler):
 
     def _authorized(self, body: bytes) -> bool:
         if _signature_is_valid(self.command, self.path, self.headers, body, self.shared_state.access_key):
+            return True
+        token = self.shared_state.bearer_token
+        if token is not None and hmac.compare_digest(self.headers.get("Authorization", ""), f"Bearer {token}"):
+            with self.shared_state.lock:
+                self.shared_state.bearer_requests += 1
             return True
         with self.shared_state.lock:
             self.shared_state.unauthorized_requests += 1

@@ -173,3 +173,39 @@ def test_the_request_fingerprint_covers_method_path_and_body() -> None:
     assert base == request_fingerprint("post", "/api/accounts/acc-1/overview", BODY)
     assert base != request_fingerprint("POST", "/api/accounts/acc-2/overview", BODY)
     assert base != request_fingerprint("POST", "/api/accounts/acc-1/overview", BODY + b" ")
+
+
+ROTATED_SECRET = "whsec_" + base64.b64encode(b"pastdue-rotated-webhook-secret-02").decode()
+
+
+def rotating_verifier(secrets: str) -> WebhookVerifier:
+    return WebhookVerifier(secrets, tolerance=timedelta(minutes=5), clock=FixedClock(NOW))
+
+
+def test_during_a_rotation_a_call_signed_with_either_secret_verifies() -> None:
+    # GIVEN the new secret and the old one, newest first, as PORTAL_WEBHOOK_SECRET holds them during a rotation
+    both = rotating_verifier(f"{ROTATED_SECRET} {SECRET}")
+
+    # WHEN the portal signs with the old secret, then with the new one, THEN both calls verify
+    assert both.verify(signed(secret=SECRET, webhook_id="msg_old"), BODY).id == "msg_old"
+    assert both.verify(signed(secret=ROTATED_SECRET, webhook_id="msg_new"), BODY).id == "msg_new"
+
+
+def test_during_a_rotation_a_secret_that_is_neither_fails() -> None:
+    both = rotating_verifier(f"{ROTATED_SECRET} {SECRET}")
+
+    with pytest.raises(WebhookVerificationError):
+        both.verify(signed(secret=OTHER_SECRET), BODY)
+
+
+def test_after_the_rotation_the_old_secret_no_longer_verifies() -> None:
+    rotated = rotating_verifier(ROTATED_SECRET)
+
+    assert rotated.verify(signed(secret=ROTATED_SECRET), BODY).id == "msg_1"
+    with pytest.raises(WebhookVerificationError):
+        rotated.verify(signed(secret=SECRET), BODY)
+
+
+def test_a_secret_list_with_a_malformed_entry_is_refused() -> None:
+    with pytest.raises(ValueError, match="whsec_"):
+        rotating_verifier(f"{ROTATED_SECRET} whsec_not*base64")
