@@ -16,8 +16,8 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from shared import connections
-from shared.domain.outbox import LifecycleEvent
 from shared.domain.email import OutgoingEmail, SendStatus
+from shared.domain.outbox import LifecycleEvent
 from shared.settings import Settings
 from tests.support.acs_standin import AcsEmailStandin
 from tests.support.storage_recorder import StorageRecorder

@@ -19,12 +19,14 @@ from shared.domain.payment_events import PaymentFailedEvent
 from shared.domain.payment_failure import (
     EventReplayConflictError,
     PaymentFailedOutcome,
+    PaymentFailedResult,
     alert_id,
     event_payload_hash,
     notification_id,
     stage_payment_failed,
 )
 from shared.services.delivery import RECOVERY_DELAY
+from shared.services.unit_of_work import with_fresh_partition
 from shared.settings import Settings
 from tests.fakes import Fault, FaultyPort, RacingAccounts, build_in_memory
 from tests.support.payment_events import PORTAL, a_charge, payment_failed_document
@@ -152,23 +154,44 @@ def test_when_another_worker_applies_the_same_event_first_the_loser_rereads_and_
     deps: Dependencies,
 ) -> None:
     event = event_of()
-    policy, portal = deps.policy, deps.settings.portal_base_url
+    winner: list[PaymentFailedResult] = []
+    racing = RacingAccounts(deps.accounts, lambda: winner.append(deps.apply_payment_failed(event)))
 
-    def other_worker(partition: AccountPartition) -> None:
-        stage_payment_failed(
-            partition, event, payload_hash=event_payload_hash(event), now=NOW, policy=policy, portal_base_url=portal
-        )
-
-    racing = RacingAccounts(deps.accounts, other_worker)
     result = dataclasses.replace(deps, accounts=racing).apply_payment_failed(event)
 
     partition = deps.accounts.load(ACCOUNT)
     assert racing.races == 1
+    assert [w.outcome for w in winner] == [PaymentFailedOutcome.APPLIED]
     assert result.outcome is PaymentFailedOutcome.DUPLICATE  # decided again on the fresh read
     assert len(partition.subscriptions[0].history) == 1
     assert len(partition.notifications) == 1
-    # The winner committed the email without sending it; the loser's delivery sends it, once.
+    assert len(deps.email.sent) == 1  # type: ignore[attr-defined]
+
+
+def test_a_winner_that_died_before_delivering_leaves_the_email_to_the_loser_which_sends_it_once(
+    deps: Dependencies,
+) -> None:
+    event = event_of()
+
+    def commit_without_delivering(partition: AccountPartition) -> None:
+        stage_payment_failed(
+            partition,
+            event,
+            payload_hash=event_payload_hash(event),
+            now=NOW,
+            policy=deps.policy,
+            portal_base_url=deps.settings.portal_base_url,
+        )
+
+    racing = RacingAccounts(
+        deps.accounts, lambda: with_fresh_partition(deps.accounts, ACCOUNT, commit_without_delivering)
+    )
+    result = dataclasses.replace(deps, accounts=racing).apply_payment_failed(event)
+
+    partition = deps.accounts.load(ACCOUNT)
+    assert result.outcome is PaymentFailedOutcome.DUPLICATE
     assert [n.status for n in partition.notifications] == [NotificationStatus.SENT]
+    assert result.emails_sent == (notification_id("evt-0001"),)
     assert len(deps.email.sent) == 1  # type: ignore[attr-defined]
 
 
@@ -177,9 +200,12 @@ def test_an_unrelated_change_that_wins_the_race_is_kept_beside_the_redone_event(
         partition.set_account(event_of().data.account.to_account())
         partition.put(Subscription(id="sub-z", name="Z", service="Azure", payment_method_id="pm-other"))
 
-    racing = RacingAccounts(deps.accounts, operator_adds_a_subscription)
+    racing = RacingAccounts(
+        deps.accounts, lambda: with_fresh_partition(deps.accounts, ACCOUNT, operator_adds_a_subscription)
+    )
     result = dataclasses.replace(deps, accounts=racing).apply_payment_failed(event_of())
 
+    assert racing.races == 1
     assert result.outcome is PaymentFailedOutcome.APPLIED
     assert states(deps.accounts.load(ACCOUNT)) == {
         "sub-a": SubscriptionState.PAST_DUE,

@@ -1,0 +1,33 @@
+"""In-memory fakes of every port, held to the same contract as the real adapters (tests/contract)."""
+
+from __future__ import annotations
+
+from tests.fakes.memory import (
+    Fault,
+    FaultyPort,
+    MemoryAccountStore,
+    MemoryAuditLog,
+    MemoryDueIndex,
+    MemoryEmailSender,
+    MemoryLifecyclePublisher,
+    MemoryRejectionStore,
+    MemorySandboxGateway,
+    MemoryWebhookLedger,
+    RacingAccounts,
+    build_in_memory,
+)
+
+__all__ = [
+    "Fault",
+    "FaultyPort",
+    "MemoryAccountStore",
+    "MemoryAuditLog",
+    "MemoryDueIndex",
+    "MemoryEmailSender",
+    "MemoryLifecyclePublisher",
+    "MemoryRejectionStore",
+    "MemorySandboxGateway",
+    "MemoryWebhookLedger",
+    "RacingAccounts",
+    "build_in_memory",
+]
