@@ -7,6 +7,7 @@ import itertools
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,6 @@ from shared.domain.partition import AccountPartition
 from shared.domain.retention_plan import RetentionActionKind
 from shared.services.ports import DueEntry
 from shared.services.unit_of_work import with_fresh_partition
-from shared.storage.due_index import TableDueIndex
 from shared.storage.layout import ACCOUNTS_TABLE, DUE_SHARDS
 from shared.storage.webhook_ledger import TableWebhookLedger
 from shared.webhooks import VerifiedWebhook, WebhookDelivery, request_fingerprint
@@ -49,18 +49,21 @@ class SimulatedCrash(BaseException):
     """The process dies: not an Exception, so nothing on the way catches it."""
 
 
-class CrashingDueIndex(TableDueIndex):
-    """The real due index, whose first removal of an entry kills the process (after the account was committed)."""
+class CrashingDueIndex:
+    """Wraps the real due index: its first removal of an entry kills the process (after the account was committed)."""
 
     def __init__(self, deps: Dependencies) -> None:
-        super().__init__(deps.tables)
+        self._due = deps.due
         self.crashed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._due, name)
 
     def remove(self, entry: DueEntry) -> None:
         if not self.crashed:
             self.crashed = True
             raise SimulatedCrash
-        super().remove(entry)
+        self._due.remove(entry)
 
 
 class CrashingSender:

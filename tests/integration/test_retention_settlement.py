@@ -13,7 +13,6 @@ from devhost.azurite import AzuriteProcess
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import AlertKind, ChargeStatus
 from shared.domain.partition import AccountPartition
-from shared.storage.account_store import AccountStore
 from shared.storage.audit_log import TableAuditLog
 from tests.support.retention import World, make_world, new_account_id, seed_past_due_account, settle
 
@@ -72,18 +71,21 @@ def test_a_settlement_at_any_stage_stops_the_timeline(world: World, settled_at: 
     assert world.due_entries(account_id, MILESTONE_NIGHTS[-1] + timedelta(days=365)) == []
 
 
-class InterferingAccountStore(AccountStore):
-    """The real store; the first time a run commits, someone else commits to the same account just before."""
+class InterferingAccountStore:
+    """Wraps the real store: the first time a run commits, someone else commits to the same account just before."""
 
     def __init__(self, world: World, interfere: Callable[[], object]) -> None:
-        super().__init__(world.deps.tables)
+        self._accounts = world.deps.accounts
         self._interfere: Callable[[], object] | None = interfere
+
+    def load(self, account_id: str) -> AccountPartition:
+        return self._accounts.load(account_id)
 
     def commit(self, partition: AccountPartition) -> None:
         if self._interfere is not None:
             interfere, self._interfere = self._interfere, None
             interfere()
-        super().commit(partition)
+        self._accounts.commit(partition)
 
 
 @pytest.mark.parametrize(

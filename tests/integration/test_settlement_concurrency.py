@@ -8,6 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,6 @@ from shared.domain.settlement import NothingToSettleError, Settlement, Settlemen
 from shared.services.ports import DueEntry, PaymentGateway
 from shared.services.settle_balance import QuoteChangedError
 from shared.services.views import SettlementOutcome
-from shared.storage.due_index import TableDueIndex
 from shared.storage.sandbox_gateway import SandboxGateway
 from tests.support.settlement_data import (
     ADMIN,
@@ -216,11 +216,11 @@ def test_a_pending_charge_is_scheduled_for_reconciliation_on_the_due_index(
     assert due, "a crashed claim must leave a due entry for the timer"
 
 
-class FailureLandsMeanwhile(TableDueIndex):
-    """The due index, plus a payment.failed that commits between the settle request's read and its write."""
+class FailureLandsMeanwhile:
+    """Wraps the due index: a payment.failed commits between the settle request's read and its write."""
 
     def __init__(self, deps: Dependencies, account_id: str) -> None:
-        super().__init__(deps.tables)
+        self._due = deps.due
         self._deps = deps
         self._account_id = account_id
         self._fired = False
@@ -231,7 +231,10 @@ class FailureLandsMeanwhile(TableDueIndex):
             partition = self._deps.accounts.load(account_id)
             partition.put(charge("inv-late", "sub-c", "5.00"))
             self._deps.accounts.commit(partition)
-        return super().schedule(account_id, due_at)
+        return self._due.schedule(account_id, due_at)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._due, name)
 
 
 def test_a_failure_that_lands_between_quote_read_and_claim_is_detected_by_etag(
