@@ -39,6 +39,7 @@ MAX_REQUEST_BYTES = 100 * 1024 * 1024
 MAX_URL_LENGTH = 4096
 # Sync functions run on these threads, as the Python worker runs them on its thread pool.
 INVOCATION_THREADS = 32
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 # Characters a URL path keeps as they are; anything else (`#` included) is percent-encoded into the request URL.
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
@@ -60,7 +61,6 @@ class FunctionHttpApp:
         self.invoker = invoker
         self.function_key = function_key.encode()
         self.route_prefix = route_prefix.strip("/")
-        self.base_url = "http://127.0.0.1"
         self._threads = ThreadPoolExecutor(INVOCATION_THREADS, thread_name_prefix="devhost-invocation")
 
     def public_route(self, function: HttpFunction) -> str:
@@ -87,9 +87,11 @@ class FunctionHttpApp:
         if len(raw_path) + len(query) + 1 > MAX_URL_LENGTH:
             return await _refuse(scope, send, HTTPStatus.REQUEST_URI_TOO_LONG), "(url too long)"
         method: str = scope["method"]
+        label = raw_path.decode("latin-1")
+        if method not in _METHODS:
+            return await _refuse(scope, send, HTTPStatus.NOT_IMPLEMENTED), label
         route_path = self._strip_prefix(scope["path"])
         match, allowed = (None, frozenset[str]()) if route_path is None else self.router.resolve(route_path, method)
-        label = raw_path.decode("latin-1")
         if match is None and allowed:
             allow = ("Allow", ", ".join(sorted(allowed)))
             return await _refuse(scope, send, HTTPStatus.METHOD_NOT_ALLOWED, allow), label
@@ -128,11 +130,13 @@ class FunctionHttpApp:
             return await _answer(send, HTTPStatus.INTERNAL_SERVER_ERROR)
         return await self._send_result(send, result, function.name)
 
-    def request_url(self, scope: Scope) -> str:
-        """The URL the function sees, from the host's own address: a client's Host header never shapes it."""
+    @staticmethod
+    def request_url(scope: Scope) -> str:
+        """The URL the function sees, from the address the host listens on: a client's Host header never shapes it."""
+        host, port = scope["server"]
         path = quote(scope["raw_path"].decode("latin-1"), safe=_PATH_SAFE)
         query = scope["query_string"].decode("latin-1")
-        return f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        return f"http://{host}:{port}{path}" + (f"?{query}" if query else "")
 
     def _strip_prefix(self, path: str) -> str | None:
         prefix = self.route_prefix
@@ -197,7 +201,6 @@ class FunctionHttpServer:
     ) -> None:
         self.app = FunctionHttpApp(functions, invoker, function_key, route_prefix)
         self._server = LoopbackServer(self.app, port)
-        self.app.base_url = f"http://127.0.0.1:{self._server.port}"
 
     @property
     def port(self) -> int:

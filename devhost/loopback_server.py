@@ -99,14 +99,12 @@ def request_headers(scope: Scope) -> dict[str, str]:
 
 def valid_headers(headers: Headers) -> bool:
     """Whether every name is an HTTP token and no value holds a line break or another control character."""
-    return all(
-        _TOKEN.fullmatch(name) and _FIELD_VALUE.fullmatch(value) and value.strip(" \t") == value
-        for name, value in headers
-    )
+    return all(_TOKEN.fullmatch(name) and _FIELD_VALUE.fullmatch(value) for name, value in headers)
 
 
 async def send_response(send: Send, status: int, headers: Headers, body: bytes) -> None:
-    encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    # Whitespace around a value is not part of it (RFC 9110 5.5), and h11 refuses to send it.
+    encoded = [(name.encode("latin-1"), value.strip(" \t").encode("latin-1")) for name, value in headers]
     encoded.append((b"Content-Length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": encoded})
     await send({"type": "http.response.body", "body": body})

@@ -67,7 +67,7 @@ def stack(azurite: AzuriteProcess, tmp_path_factory: pytest.TempPathFactory) -> 
     environment = app_environment(azurite.connection_string, directory / "outbox", LOCAL_FUNCTION_KEY=FUNCTION_KEY)
     command = [sys.executable, "-m", "portal", "--port", str(portal_port), "--api", f"{host.base_url}/api"]
     with portal_log.open("wb") as output:
-        portal = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603
+        portal = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: portal.poll() is None and portal_answers(portal_port), "the portal to answer", 30)
         yield Stack(host, portal_port, portal, portal_log, account.id)

@@ -22,8 +22,9 @@ import pytest
 
 from devhost.azurite import REPO_ROOT, free_port
 from tests.faults.local_host import wait_for
+from tests.faults.published import publish
 from tests.support.local_host import app_environment
-from tests.support.raw_http import RawAnswer, abort, closed_by_server_within, connect, exchange
+from tests.support.raw_http import RawAnswer, abort, closed_by_server_within, connect, exchange, framing_counts
 
 pytestmark = [pytest.mark.e2e]
 
@@ -61,7 +62,7 @@ def start_portal(directory: Path) -> Portal:
     environment = app_environment("UseDevelopmentStorage=true", directory / "outbox")
     command = [sys.executable, "-m", "portal", "--port", str(port), "--api", f"http://127.0.0.1:{nothing_there}/api"]
     with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
     portal = Portal(port, process, log)
     wait_for(lambda: process.poll() is None and "Portal: http://" in portal.log_text(), "the portal to start", 30)
     return portal
@@ -118,6 +119,7 @@ def test_bad_form_framing_is_a_clear_4xx_never_a_hang_or_a_traceback(portal: Por
         answers = dict(zip(FORM_FRAMING, pool.map(attempt, FORM_FRAMING.values()), strict=True))
 
     outcomes = {name: "hung" if answer.timed_out else answer.status for name, answer in answers.items()}
+    publish("hostile_portal_framing", framing_counts(outcomes))
     assert outcomes == {name: expected for name, (_, _, expected) in FORM_FRAMING.items()}
     assert "Traceback" not in portal.log_text()
     assert signin_form(portal.port)

@@ -6,7 +6,9 @@ import http.client
 import socket
 import struct
 import time
+from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,14 @@ def abort(sock: socket.socket) -> None:
     """Close with a TCP reset instead of a FIN, as a crashed client or a dropped network does."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+def framing_counts(outcomes: dict[str, int | str | None]) -> dict[str, Any]:
+    """Counts of the answers to raw requests by name: a status, "hung" (no answer in time) or None (dropped)."""
+    statuses = Counter(str(outcome) for outcome in outcomes.values() if isinstance(outcome, int))
+    return {
+        "requests": len(outcomes),
+        "statuses": dict(sorted(statuses.items())),
+        "hangs": sum(outcome == "hung" for outcome in outcomes.values()),
+        "dropped_without_answer": sum(outcome is None for outcome in outcomes.values()),
+    }
