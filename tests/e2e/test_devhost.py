@@ -17,6 +17,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from devhost.loopback_server import HEAD_TIMEOUT_SECONDS
 from devhost.process import LocalHostProcess, start_local_host
 from tests.support.local_host import wait_for
 from tests.support.raw_http import abort, closed_by_server_within, connect
@@ -25,8 +26,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
 SAMPLE_APP = Path(__file__).parent / "sample_app"
 FUNCTION_KEY = "e2e-function-key"
-# The host closes a connection whose request head has not arrived within this (devhost.loopback_server).
-HEAD_TIMEOUT_SECONDS = 10
 
 
 @dataclass
