@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ class Host:
     port: int = 7071
     settings_file: Path | None = None
     _server: FunctionHttpServer | None = field(default=None, init=False)
-    _server_thread: threading.Thread | None = field(default=None, init=False)
+    _serving: bool = field(default=False, init=False)
     _listeners: list[QueueListener] = field(default_factory=list, init=False)
     _timers: list[TimerRunner] = field(default_factory=list, init=False)
     _invoker: Invoker | None = field(default=None, init=False)
@@ -55,23 +54,21 @@ class Host:
             listener.start()
         for timer in self._timers:
             timer.start()
-        self._server_thread = threading.Thread(target=self._server.serve_forever, name="devhost-http", daemon=True)
-        self._server_thread.start()
+        self._server.start()
+        self._serving = True
         logger.info("Host started on http://127.0.0.1:%d (Ctrl-C to stop)", self._server.port)
 
     def stop(self) -> None:
         """Stop accepting work, then wait for invocations in flight."""
-        started = self._server_thread is not None
+        started = self._serving
         if started:
             logger.info("Stopping the host; waiting for invocations in flight")
-        if self._server is not None and self._server_thread is not None:
-            self._server.shutdown()
         for listener in self._listeners:
             listener.stop()
         for timer in self._timers:
             timer.stop()
         if self._server is not None:
-            self._server.server_close()
+            self._server.stop()
         for listener in self._listeners:
             listener.join()
         for timer in self._timers:

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, quote
 
 import azure.functions as func
 
-from devhost.routing import Router
+from devhost.loopback_server import (
+    CLOSE,
+    BodyRefusedError,
+    LoopbackServer,
+    Receive,
+    Scope,
+    Send,
+    has_body,
+    read_body,
+    request_headers,
+    send_plain,
+    send_response,
+    valid_headers,
+)
+from devhost.routing import RouteMatch, Router
 
 if TYPE_CHECKING:
     from devhost.app_loader import HttpFunction
@@ -22,21 +37,19 @@ logger = logging.getLogger("devhost.http")
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
 MAX_URL_LENGTH = 4096
+# Sync functions run on these threads, as the Python worker runs them on its thread pool.
+INVOCATION_THREADS = 32
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+# Characters a URL path keeps as they are; anything else (`#` included) is percent-encoded into the request URL.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
-class RequestTooLargeError(Exception):
-    pass
-
-
-class FunctionHttpServer(ThreadingHTTPServer):
-    # Non-daemon request threads let server_close() wait for in-flight invocations on shutdown.
-    daemon_threads = False
-    block_on_close = True
+class FunctionHttpApp:
+    """The ASGI side of the host's HTTP triggers: one request in, one function invoked, its answer out."""
 
     def __init__(
         self,
-        port: int,
         functions: list[HttpFunction],
         invoker: Invoker,
         function_key: str,
@@ -48,11 +61,7 @@ class FunctionHttpServer(ThreadingHTTPServer):
         self.invoker = invoker
         self.function_key = function_key.encode()
         self.route_prefix = route_prefix.strip("/")
-        super().__init__(("127.0.0.1", port), _FunctionRequestHandler)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+        self._threads = ThreadPoolExecutor(INVOCATION_THREADS, thread_name_prefix="devhost-invocation")
 
     def public_route(self, function: HttpFunction) -> str:
         return "/" + "/".join(part for part in (self.route_prefix, function.route) if part)
@@ -61,83 +70,76 @@ class FunctionHttpServer(ThreadingHTTPServer):
         supplied = headers.get("x-functions-key") or params.get("code") or ""
         return hmac.compare_digest(supplied.encode(), self.function_key)
 
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
 
-class _FunctionRequestHandler(BaseHTTPRequestHandler):
-    server: FunctionHttpServer
-    protocol_version = "HTTP/1.0"
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_PUT(self) -> None:
-        self._handle()
-
-    def do_PATCH(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def do_HEAD(self) -> None:
-        self._handle()
-
-    def do_OPTIONS(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        started = time.perf_counter()
-        try:
-            status, label = self._dispatch()
-        except (BrokenPipeError, ConnectionResetError):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
             return
-        logger.info("%s %s -> %d (%dms)", self.command, label, status, (time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        status, label = await self._dispatch(scope, receive, send)
+        if status:
+            logger.info("%s %s -> %d (%dms)", scope["method"], label, status, (time.perf_counter() - started) * 1000)
 
-    def _dispatch(self) -> tuple[int, str]:
-        if len(self.path) > MAX_URL_LENGTH:
-            return self._send_status(HTTPStatus.REQUEST_URI_TOO_LONG), "(url too long)"
-        url = urlsplit(self.path)
-        route_path = self._strip_prefix(unquote(url.path))
-        match, allowed = (
-            (None, frozenset[str]()) if route_path is None else self.server.router.resolve(route_path, self.command)
-        )
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, str]:
+        raw_path: bytes = scope["raw_path"]
+        query: bytes = scope["query_string"]
+        if len(raw_path) + len(query) + 1 > MAX_URL_LENGTH:
+            return await _refuse(scope, send, HTTPStatus.REQUEST_URI_TOO_LONG), "(url too long)"
+        method: str = scope["method"]
+        label = raw_path.decode("latin-1")
+        if method not in _METHODS:
+            return await _refuse(scope, send, HTTPStatus.NOT_IMPLEMENTED), label
+        route_path = self._strip_prefix(scope["path"])
+        match, allowed = (None, frozenset[str]()) if route_path is None else self.router.resolve(route_path, method)
         if match is None and allowed:
-            allow = {"Allow": ", ".join(sorted(allowed))}
-            return self._send_status(HTTPStatus.METHOD_NOT_ALLOWED, allow), url.path
+            allow = ("Allow", ", ".join(sorted(allowed)))
+            return await _refuse(scope, send, HTTPStatus.METHOD_NOT_ALLOWED, allow), label
         if match is None:
-            return self._send_status(HTTPStatus.NOT_FOUND), url.path
-        function = match.route.target
-        label = f"{self.server.public_route(function)} [{function.name}]"
-        return self._call(function, match.params, url.query, label), label
+            return await _refuse(scope, send, HTTPStatus.NOT_FOUND), label
+        return await self._call(scope, receive, send, match), self._label(match.route.target)
 
-    def _call(self, function: HttpFunction, route_params: dict[str, str], query: str, label: str) -> int:
-        headers = {name.lower(): ", ".join(self.headers.get_all(name) or []) for name in self.headers}
+    def _label(self, function: HttpFunction) -> str:
+        return f"{self.public_route(function)} [{function.name}]"
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send, match: RouteMatch[HttpFunction]) -> int:
+        function = match.route.target
+        headers = request_headers(scope)
+        query = scope["query_string"].decode("latin-1")
         params = dict(parse_qsl(query, keep_blank_values=True))
-        if function.auth_level != "anonymous" and not self.server.authorized(headers, params):
-            return self._send_status(HTTPStatus.UNAUTHORIZED)
+        if function.auth_level != "anonymous" and not self.authorized(headers, params):
+            return await _refuse(scope, send, HTTPStatus.UNAUTHORIZED)
         try:
-            body = self._read_body()
-        except RequestTooLargeError:
-            return self._send_status(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        host = self.headers.get("Host") or f"127.0.0.1:{self.server.port}"
+            body = await read_body(scope, receive, MAX_REQUEST_BYTES)
+        except BodyRefusedError as refused:
+            return 0 if refused.status is None else await _refuse(scope, send, HTTPStatus(refused.status))
         request = func.HttpRequest(
-            method=self.command,
-            url=f"http://{host}{self.path}",
+            method=scope["method"],
+            url=self.request_url(scope),
             headers=headers,
             params=params,
-            route_params=route_params,
+            route_params=match.params,
             body=body,
         )
+        reason = f"HTTP {scope['method']} {self._label(function)}"
         try:
-            result = self.server.invoker.invoke(function, request, f"HTTP {self.command} {label}")
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._threads, self.invoker.invoke, function, request, reason
+            )
         except Exception:
-            return self._send_status(HTTPStatus.INTERNAL_SERVER_ERROR)
-        return self._send_result(result, function.name)
+            return await _answer(send, HTTPStatus.INTERNAL_SERVER_ERROR)
+        return await self._send_result(send, result, function.name)
+
+    @staticmethod
+    def request_url(scope: Scope) -> str:
+        """The URL the function sees, from the address the host listens on: a client's Host header never shapes it."""
+        host, port = scope["server"]
+        path = quote(scope["raw_path"].decode("latin-1"), safe=_PATH_SAFE)
+        query = scope["query_string"].decode("latin-1")
+        return f"http://{host}:{port}{path}" + (f"?{query}" if query else "")
 
     def _strip_prefix(self, path: str) -> str | None:
-        prefix = self.server.route_prefix
+        prefix = self.route_prefix
         if not prefix:
             return path
         trimmed = path.lstrip("/")
@@ -147,34 +149,9 @@ class _FunctionRequestHandler(BaseHTTPRequestHandler):
             return trimmed[len(prefix) + 1 :]
         return None
 
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_REQUEST_BYTES:
-            self.close_connection = True
-            raise RequestTooLargeError
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while self.rfile.readline().strip():
-                    pass  # trailers
-                return b"".join(chunks)
-            total += size
-            if total > MAX_REQUEST_BYTES:
-                self.close_connection = True
-                raise RequestTooLargeError
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-
-    def _send_result(self, result: object, function_name: str) -> int:
+    async def _send_result(self, send: Send, result: object, function_name: str) -> int:
         if result is None:
-            return self._send_status(HTTPStatus.NO_CONTENT)
+            return await _answer(send, HTTPStatus.NO_CONTENT)
         if isinstance(result, str):
             result = func.HttpResponse(result)
         if not isinstance(result, func.HttpResponse):
@@ -183,7 +160,7 @@ class _FunctionRequestHandler(BaseHTTPRequestHandler):
                 function_name,
                 type(result).__name__,
             )
-            return self._send_status(HTTPStatus.INTERNAL_SERVER_ERROR)
+            return await _answer(send, HTTPStatus.INTERNAL_SERVER_ERROR)
         headers: list[tuple[str, str]] = [
             (name, value) for name, value in result.headers.items() if name.lower() not in _HOP_BY_HOP
         ]
@@ -192,26 +169,50 @@ class _FunctionRequestHandler(BaseHTTPRequestHandler):
             headers.append(
                 ("Content-Type", f"{mimetype}; charset={charset}" if mimetype.startswith("text/") else mimetype)
             )
-        return self._send(int(result.status_code), headers, result.get_body())
-
-    def _send_status(self, status: HTTPStatus, extra: dict[str, str] | None = None) -> int:
-        headers = [("Content-Type", "text/plain; charset=utf-8"), *(extra or {}).items()]
-        return self._send(status.value, headers, f"{status.value} {status.phrase}\n".encode())
-
-    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> int:
-        if status in {204, 304}:
-            body = b""
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        if not valid_headers(headers):
+            logger.error("[%s] returned a header that is not valid HTTP (a line break or a bad name)", function_name)
+            return await _answer(send, HTTPStatus.INTERNAL_SERVER_ERROR)
+        status = int(result.status_code)
+        body = b"" if status in {204, 304} else result.get_body()
+        await send_response(send, status, headers, body)
         return status
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Request lines carry `?code=` keys; _handle logs each request without the query instead."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.warning("HTTP server: %s", format % args)
+async def _answer(send: Send, status: HTTPStatus, *extra: tuple[str, str]) -> int:
+    await send_plain(send, status.value, f"{status.value} {status.phrase}\n", extra)
+    return status.value
+
+
+async def _refuse(scope: Scope, send: Send, status: HTTPStatus, *extra: tuple[str, str]) -> int:
+    """An answer given before the body was read: if there is one, the connection closes instead of reading it."""
+    return await _answer(send, status, *extra, *((CLOSE,) if has_body(scope) else ()))
+
+
+class FunctionHttpServer:
+    """The HTTP triggers on 127.0.0.1:`port`, on their own thread."""
+
+    def __init__(
+        self,
+        port: int,
+        functions: list[HttpFunction],
+        invoker: Invoker,
+        function_key: str,
+        route_prefix: str,
+    ) -> None:
+        self.app = FunctionHttpApp(functions, invoker, function_key, route_prefix)
+        self._server = LoopbackServer(self.app, port)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def public_route(self, function: HttpFunction) -> str:
+        return self.app.public_route(function)
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        """Refuse new connections, close idle ones, wait for invocations in flight."""
+        self._server.stop()
+        self.app.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 import urllib.parse
 import uuid
@@ -15,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader
 from portal.api import ApiProblem, SettleApi
 from portal.catalogue import Translator, translator
 from portal.outbox import OutboxEmailNotFoundError, list_outbox, read_email
+from portal.paths import local_path
 from portal.principals import Directory
 from portal.sanitize import sanitize_html
 from portal.sessions import COOKIE_NAME, Session, SessionStore
@@ -118,10 +120,8 @@ class PortalApp:
         if session is None:
             session = self.sessions.create()
         response = self._route(request, session)
-        if new_session:
-            response.headers.append(
-                ("Set-Cookie", f"{COOKIE_NAME}={session.id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400")
-            )
+        if new_session and not any(name == "Set-Cookie" for name, _ in response.headers):
+            response.headers.append(_session_cookie(session))
         return response
 
     def _route(self, request: Request, session: Session) -> Response:
@@ -133,7 +133,7 @@ class PortalApp:
             if needs_principal and session.principal_id is None:
                 target = request.path + (f"?{urllib.parse.urlencode(request.query)}" if request.query else "")
                 return Response.redirect(f"/signin?{urllib.parse.urlencode({'next': target})}")
-            if request.method == "POST" and request.form.get("csrf") != session.csrf_token:
+            if request.method == "POST" and not _same_token(request.form.get("csrf", ""), session.csrf_token):
                 return self._error_page(context, 403, self._t(session)("error.expired_form"))
             return handler(self, context)
         t = self._t(session)
@@ -221,12 +221,12 @@ class PortalApp:
             context,
             "signin.html.j2",
             accounts=self.directory.accounts,
-            next=_local_path(context.request.query.get("next")),
+            next=local_path(context.request.query.get("next")),
         )
 
     def signin(self, context: Context) -> Response:
         principal = context.request.form.get("principal", "")
-        target = _local_path(context.request.form.get("next")) or "/accounts"
+        target = local_path(context.request.form.get("next")) or "/accounts"
         if principal not in self.directory.principals:
             return self.render(
                 context,
@@ -236,9 +236,9 @@ class PortalApp:
                 next=target,
                 error=self._t(context.session)("signin.choose"),
             )
-        context.session.principal_id = principal
-        context.session.locales.clear()
-        return Response.redirect(target)
+        response = Response.redirect(target)
+        response.headers.append(_session_cookie(self.sessions.sign_in(context.session, principal)))
+        return response
 
     def signout(self, context: Context) -> Response:
         self.sessions.drop(context.session.id)
@@ -476,11 +476,13 @@ def _quoted(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def _local_path(target: str | None) -> str | None:
-    """Only a path on this portal may be a redirect target (no `//host`, no scheme)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return None
-    return target
+def _session_cookie(session: Session) -> tuple[str, str]:
+    return ("Set-Cookie", f"{COOKIE_NAME}={session.id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400")
+
+
+def _same_token(supplied: str, expected: str) -> bool:
+    """The form token check, in constant time (bytes: compare_digest refuses non-ASCII text)."""
+    return hmac.compare_digest(supplied.encode(), expected.encode())
 
 
 def _route(

@@ -9,6 +9,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from portal.catalogue import Translator
+from portal.paths import local_path
 
 JsonObject = dict[str, Any]
 
@@ -158,10 +159,11 @@ def link_own_urls(text: str, own_origins: tuple[str, ...]) -> Markup:
         parts.append(str(escape(text[position : match.start()])))
         url = match.group(0).rstrip(".,;:)")
         origin = next((o for o in own_origins if url == o or url.startswith(f"{o}/")), None)
-        if origin is None:
+        # `{origin}//evil.example/x` names another site once the origin is cut off: it stays text.
+        path = local_path(url[len(origin) :] or "/") if origin is not None else None
+        if path is None:
             parts.append(str(escape(url)))
         else:
-            path = url[len(origin) :] or "/"
             parts.append(f'<a href="{escape(path)}">{escape(url)}</a>')
         position = match.start() + len(url)
     parts.append(str(escape(text[position:])))

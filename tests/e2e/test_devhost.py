@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import signal
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,8 +19,10 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from devhost.loopback_server import HEAD_TIMEOUT_SECONDS
 from devhost.process import LocalHostProcess, start_local_host
 from tests.support.local_host import wait_for
+from tests.support.raw_http import abort, closed_by_server_within, connect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -268,3 +272,69 @@ def visible_contents(queue: QueueClient) -> list[str]:
         return [message.content for message in queue.peek_messages(max_messages=32)]
     except ResourceNotFoundError:
         return []
+
+
+def test_one_connection_carries_several_requests_over_http_1_1(host: RunningHost) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", host.local.port, timeout=10)
+    try:
+        replies, sockets = [], []
+        for name in ("a", "b", "c"):
+            connection.request("POST", f"/api/echo/{name}", body=b"hi", headers={"x-functions-key": FUNCTION_KEY})
+            reply = connection.getresponse()
+            replies.append((reply.version, reply.status, json.loads(reply.read())["name"]))
+            sockets.append(connection.sock.getsockname() if connection.sock else None)  # None: the host closed it
+    finally:
+        connection.close()
+
+    assert replies == [(11, 200, "a"), (11, 200, "b"), (11, 200, "c")]
+    assert sockets[0] is not None
+    assert sockets == [sockets[0]] * 3
+
+
+def test_a_connection_that_never_sends_a_request_is_closed_by_the_host(host: RunningHost) -> None:
+    silent = connect(host.local.port, timeout=5)
+    stalled = connect(host.local.port, timeout=5)
+    stalled.sendall(b"GET /api/ping HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the rest of the head never comes
+    try:
+        assert closed_by_server_within(silent, HEAD_TIMEOUT_SECONDS + 5)
+        assert closed_by_server_within(stalled, 5)
+    finally:
+        silent.close()
+        stalled.close()
+    assert request(f"{host.base_url}/api/ping").status == 200
+
+
+def test_aborted_connections_log_no_traceback(host: RunningHost) -> None:
+    tracebacks_before = host.log.read_text().count("Traceback")  # of functions that raised, in earlier tests
+    for partial in (b"", b"GET /api/pi", b"POST /api/echo/x HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"):
+        for _ in range(5):
+            sock = connect(host.local.port, timeout=5)
+            sock.sendall(partial)
+            abort(sock)
+    sock = connect(host.local.port, timeout=5)
+    sock.sendall(b"GET /api/slow?seconds=0.5 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    abort(sock)  # before the answer is written
+
+    wait_for(lambda: "[slow]" in host.log.read_text() and "Executed" in host.log.read_text(), "the slow call to end")
+    assert request(f"{host.base_url}/api/ping").status == 200
+    assert host.log.read_text().count("Traceback") == tracebacks_before
+
+
+def test_sigint_does_not_wait_for_idle_clients(storage_connection_string: str, tmp_path: Path) -> None:
+    running = start_host(tmp_path, storage_connection_string)
+    idle = connect(running.local.port, timeout=5)
+    kept_alive = http.client.HTTPConnection("127.0.0.1", running.local.port, timeout=5)
+    kept_alive.request("GET", "/api/ping")
+    kept_alive.getresponse().read()
+    try:
+        running.process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        code = running.process.wait(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        idle.close()
+        kept_alive.close()
+        running.local.stop()
+
+    assert code == 0
+    assert took < 5

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hmac
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import pytest
 from portal.api import SettleApi
 from portal.app import PortalApp, Request, Response
 from portal.principals import Directory, demo_accounts
-from portal.sessions import COOKIE_NAME
+from portal.sessions import COOKIE_NAME, MAX_SESSIONS
 from portal.signing import signing_key
 from portal.views import payment_method_body
 from shared.settings import LOCAL_WEBHOOK_SECRET
@@ -353,3 +354,97 @@ def test_the_quote_version_goes_only_with_the_method_it_was_quoted_for(browser: 
     first, second = stub.calls_to("settlement")
     assert first.json["quoteVersion"] == "q1-aaa"
     assert "quoteVersion" not in second.json
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/accounts\r\nSet-Cookie: portal_session=planted",
+        "/accounts\nX-Injected: 1",
+        "/accounts\rX-Injected: 1",
+        "/accounts\x00",
+        "/accounts\x7f",
+        "/accounts\t/x",
+        "/accounts /x",
+    ],
+)
+def test_a_sign_in_target_with_control_characters_never_reaches_the_location_header(
+    browser: Browser, target: str
+) -> None:
+    browser.get("/signin")
+
+    signed_in = browser.post("/signin", {"principal": "user-7", "next": target})
+    form = text(browser.get("/signin?" + urllib.parse.urlencode({"next": target})))
+
+    assert location(signed_in) == "/accounts"
+    assert 'name="next"' not in form
+
+
+def test_signing_in_gives_a_new_session_id_and_the_old_one_signs_nobody_in(browser: Browser) -> None:
+    browser.get("/signin")
+    planted = browser.cookies[COOKIE_NAME]  # a fixation attack: the attacker knows this id before sign-in
+    old_csrf = browser.csrf()
+
+    browser.sign_in("user-7")
+
+    assert browser.cookies[COOKIE_NAME] != planted
+    assert browser.csrf() != old_csrf
+    attacker = Browser(browser.app)
+    attacker.cookies[COOKIE_NAME] = planted
+    assert location(attacker.get("/accounts")).startswith("/signin")
+    assert browser.get("/accounts").status == 200
+
+
+def test_a_flood_of_cookieless_requests_does_not_sign_anyone_out(browser: Browser) -> None:
+    browser.sign_in("user-7")
+    other = Browser(browser.app)
+    other.sign_in("user-9")
+
+    for _ in range(2 * MAX_SESSIONS):
+        assert browser.app.handle(Request("GET", "/")).status == 303
+
+    assert browser.get("/accounts").status == 200
+    assert other.get("/accounts").status == 200
+
+
+def test_signing_in_again_and_again_as_one_admin_does_not_sign_out_another(browser: Browser) -> None:
+    browser.sign_in("user-7")
+
+    for _ in range(2 * MAX_SESSIONS):
+        Browser(browser.app).sign_in("user-9")
+
+    assert browser.get("/accounts").status == 200
+
+
+def test_the_form_token_is_compared_in_constant_time(browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[object, object]] = []
+    real_compare = hmac.compare_digest
+
+    def recording_compare(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real_compare(a, b)
+
+    browser.sign_in()
+    monkeypatch.setattr(hmac, "compare_digest", recording_compare)
+
+    refused = browser.post("/signout", {"csrf": "not-the-token"}, csrf=False)
+    odd = browser.post("/signout", {"csrf": "t\u00f6ken"}, csrf=False)
+
+    assert (refused.status, odd.status) == (403, 403)
+    assert len(compared) == 2
+    assert browser.get("/accounts").status == 200
+
+
+def test_the_outbox_never_links_an_emails_text_off_site(browser: Browser, tmp_path: Path) -> None:
+    raw = (
+        "From: a@example.com\r\nTo: b@example.com\r\nSubject: Hi\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain\r\n\r\n"
+        "Subscription 'http://127.0.0.1:7072//evil.example/signin' is past due.\r\n"
+        "Settle: http://127.0.0.1:7072/accounts/acc-1001/settle?subscription=sub-a\r\n"
+    )
+    (tmp_path / "20260101T000000Z__b-example.com__hi__0123456789abcdef.eml").write_text(raw)
+
+    page = text(browser.get("/outbox/20260101T000000Z__b-example.com__hi__0123456789abcdef.eml"))
+
+    assert 'href="/accounts/acc-1001/settle?subscription=sub-a"' in page
+    assert not re.search(r'href="(//|[a-z]+:|\\)', page.replace('href="/static/', ""))

@@ -135,3 +135,18 @@ def test_links_into_the_portal_become_relative_and_everything_else_stays_escaped
         "http://127.0.0.1:7072/accounts/acc-1001/settle?subscription=sub-a</a>.\n"
         "&lt;b&gt;https://other.example/x&lt;/b&gt;"
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:7072//evil.example/phish",
+        "http://127.0.0.1:7072/\\evil.example/phish",
+        "http://127.0.0.1:7072/\\/evil.example/phish",
+    ],
+)
+def test_a_url_of_the_portal_whose_path_leaves_the_portal_is_not_made_a_link(url: str) -> None:
+    shown = str(link_own_urls(f"Your subscription 'see {url}' is past due.", ("http://127.0.0.1:7072",)))
+
+    assert "<a " not in shown
+    assert "href" not in shown
