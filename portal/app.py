@@ -32,10 +32,11 @@ from portal.views import (
     payment_method_body,
     quoted_method_id,
 )
+from shared.domain.model import IDENTIFIER
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 JsonObject = dict[str, Any]
-_ACCOUNT_ID = r"(?P<account>[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127})"
+_ACCOUNT_ID = rf"(?P<account>{IDENTIFIER})"
 _EMAIL_NAME = r"(?P<name>[A-Za-z0-9][A-Za-z0-9._@+-]{0,250}\.eml)"
 PAGE_HEADERS = (
     ("Content-Security-Policy", "default-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'"),

@@ -18,7 +18,8 @@ from shared.domain.lifecycle import (
 from shared.domain.money import Currency, Money
 
 # Usable as a Table Storage key: no / \ # ? or control characters, at most 128 characters.
-IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
+IDENTIFIER = r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}"
+IDENTIFIER_PATTERN = rf"^{IDENTIFIER}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 Locale = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]
 EmailAddress = Annotated[
