@@ -12,14 +12,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.adapters.lifecycle_queue import QueueLifecyclePublisher
+from shared.domain.account_update import AccountUpdatedResult
 from shared.domain.clock import Clock, SystemClock
-from shared.domain.payment_events import PaymentFailedEvent, PaymentReceivedEvent
+from shared.domain.payment_events import AccountUpdatedEvent, PaymentFailedEvent, PaymentReceivedEvent
 from shared.domain.payment_failure import PaymentFailedResult
 from shared.domain.rejection import Rejection, RejectionStatus
 from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import SettleCommand
 from shared.email import AcsEmailSender, EmailRenderer, OutboxEmailSender
 from shared.services import (
+    account_updated,
     account_views,
     payment_failed,
     payment_received,
@@ -135,11 +137,15 @@ class Dependencies:
             event,
             accounts=self.accounts,
             due=self.due,
+            audit=self.audit,
             outbox=self.outbox,
             clock=self.clock,
             policy=self.policy,
             portal_base_url=self.settings.portal_base_url,
         )
+
+    def apply_account_updated(self, event: AccountUpdatedEvent) -> AccountUpdatedResult:
+        return account_updated.apply_account_updated(event, accounts=self.accounts, clock=self.clock)
 
     def apply_payment_received(self, event: PaymentReceivedEvent) -> PaymentReceivedResult:
         return payment_received.apply_payment_received(
@@ -159,7 +165,7 @@ class Dependencies:
     def notification_email(
         self, account_id: str, principal_id: str, new_address: str | None = None
     ) -> NotificationEmailView:
-        return account_views.notification_email(self.accounts, account_id, principal_id, new_address)
+        return account_views.notification_email(self.accounts, self.clock, account_id, principal_id, new_address)
 
     def settle_balance(self, command: SettleCommand) -> SettlementOutcome:
         return settle_balance.settle_balance(self.payments, command)
