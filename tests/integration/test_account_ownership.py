@@ -16,9 +16,9 @@ from devhost.azurite import AzuriteProcess
 from functions.payment_failed_queue import handler
 from shared.bootstrap import Dependencies
 from shared.domain.clock import FixedClock
-from shared.domain.model import Account, AccountField, ChangeSource, Charge
+from shared.domain.errors import DomainError
+from shared.domain.model import Account, Charge
 from shared.domain.settle_balance import PrincipalNotAllowedError
-from shared.services.account_views import NewerNotificationEmailError
 from shared.storage.layout import ACCOUNTS_TABLE, ROOT_ROW_KEY
 from tests.support.payment_events import (
     a_charge,
@@ -122,7 +122,7 @@ def test_a_snapshot_naming_another_admin_and_address_is_applied_for_its_charges_
     assert (record.event_id, record.event_type, record.fields, record.recorded_at) == (
         "evt-takeover",
         "payment.failed",
-        (AccountField.ADMIN_PRINCIPAL_ID, AccountField.NOTIFICATION_EMAIL),
+        ("adminPrincipalId", "notificationEmail"),
         NOW,
     )
     assert "evt-takeover" in caplog.text
@@ -160,7 +160,7 @@ def test_a_later_snapshot_does_not_undo_the_admins_own_change_of_address(
     assert account_of(deps, account_id).notification_email == "ap@contoso.example"
     later_email = [read_eml(p) for p in eml_files(outbox_dir)][-1]
     assert later_email["To"] == "ap@contoso.example"
-    assert [r.fields for r in deps.audit.snapshot_disagreements(account_id)] == [(AccountField.NOTIFICATION_EMAIL,)]
+    assert [r.fields for r in deps.audit.snapshot_disagreements(account_id)] == [("notificationEmail",)]
 
 
 # --- account.updated --------------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_account_updated_hands_the_account_to_the_new_admin(deps: Dependencies, 
     account = account_of(deps, account_id)
     assert account.admin_principal_id == "user-8"
     assert account.admin_changed is not None
-    assert (account.admin_changed.source, account.admin_changed.cause) == (ChangeSource.ACCOUNT_UPDATED, "evt-upd")
+    assert (account.admin_changed.source, account.admin_changed.cause) == ("account.updated", "evt-upd")
     assert deps.account_overview(account_id, "user-8").account_id == account_id
     with pytest.raises(PrincipalNotAllowedError):
         deps.account_overview(account_id, OWNER)
@@ -208,7 +208,7 @@ def test_the_admins_change_dated_before_a_stored_change_is_refused(
     clock.advance(timedelta(seconds=-30))
 
     # WHEN the admin's change is dated before it THEN it is refused and the newer address stands
-    with pytest.raises(NewerNotificationEmailError):
+    with pytest.raises(DomainError, match="changed later"):
         deps.notification_email(account_id, OWNER, "mine@contoso.example")
     assert account_of(deps, account_id).notification_email == "theirs@contoso.example"
 

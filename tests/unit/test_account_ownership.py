@@ -340,3 +340,21 @@ def test_account_updated_needs_a_time_with_an_offset_and_a_valid_field_to_change
         decode_payment_event(json.dumps(document).encode())
     assert refused.value.reason.startswith(f"{where}:")
     assert refused.value.event_type == "account.updated"
+
+
+def test_account_updated_is_an_event_type_of_the_queue() -> None:
+    body = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": "evt-upd",
+            "type": "account.updated",
+            "source": "/billing-engine",
+            "time": "2026-11-24T10:00:00Z",
+            "data": {"accountId": "acc-1", "adminPrincipalId": "user-8"},
+        }
+    ).encode()
+
+    event = decode_payment_event(body)
+
+    assert isinstance(event, AccountUpdatedEvent)
+    assert (event.data.admin_principal_id, event.data.notification_email) == ("user-8", None)

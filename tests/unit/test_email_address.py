@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from shared.domain.model import STORED_ROW, Account, EmailAddress
+from shared.domain.model import EmailAddress
 
 ADDRESS: TypeAdapter[str] = TypeAdapter(EmailAddress)
 
@@ -56,20 +56,3 @@ def test_an_address_the_mailer_cannot_use_is_refused_with_a_reason_that_does_not
 )
 def test_a_usable_address_is_kept_in_the_ascii_form_the_mailer_sends_to(given: str, kept: str) -> None:
     assert ADDRESS.validate_python(given) == kept
-
-
-def test_an_account_row_stored_before_the_rule_is_still_readable_from_storage() -> None:
-    stored = (
-        '{"id": "acc-1", "admin_principal_id": "user-7", "notification_email": "a,b@1.2", '
-        '"locale": "en-US", "currency": "EUR"}'
-    )
-
-    account = Account.model_validate_json(stored, context={STORED_ROW: True})
-
-    assert (account.notification_email, account.admin_changed, account.notification_email_changed) == (
-        "a,b@1.2",
-        None,
-        None,
-    )
-    with pytest.raises(ValidationError):
-        Account.model_validate_json(stored)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
-from shared.domain.payment_events import AccountUpdatedEvent
-from shared.events.decoding import EVENT_TYPES, InvalidEventError, decode_payment_event
+from shared.events.decoding import InvalidEventError, decode_payment_event
 from tests.support.payment_events import a_charge, body_of, payment_failed_document
 
 HUGE_NUMBER = b"1" * 4301  # one digit past Python's int-string conversion limit
@@ -48,22 +46,3 @@ def test_the_smallest_positive_amount_is_a_charge() -> None:
     document = payment_failed_document("acc-1", charges=[a_charge("inv-1", "sub-a", "0.01")])
 
     assert decode_payment_event(body_of(document)).id == "evt-0001"
-
-
-def test_account_updated_is_an_event_type_of_the_queue() -> None:
-    body = json.dumps(
-        {
-            "specversion": "1.0",
-            "id": "evt-upd",
-            "type": "account.updated",
-            "source": "/billing-engine",
-            "time": "2026-11-24T10:00:00Z",
-            "data": {"accountId": "acc-1", "adminPrincipalId": "user-8"},
-        }
-    ).encode()
-
-    event = decode_payment_event(body)
-
-    assert isinstance(event, AccountUpdatedEvent)
-    assert (event.data.admin_principal_id, event.data.notification_email) == ("user-8", None)
-    assert EVENT_TYPES == ("payment.failed", "payment.received", "account.updated")
