@@ -46,8 +46,8 @@ class AccountSnapshot(EventModel):
     locale: Locale
     currency: Currency
 
-    def to_account(self, created: FieldChange) -> Account:
-        """A new account from the snapshot; `created` dates its admin and notification address."""
+    def to_account(self, created: FieldChange | None = None) -> Account:
+        """A new account from the snapshot; `created` dates its admin and notification address (None: undated)."""
         return Account(
             id=self.id,
             admin_principal_id=self.admin_principal_id,
