@@ -74,10 +74,12 @@ def notification_email(
 
     def apply(partition: AccountPartition) -> tuple[AccountPartition, bool]:
         account = authorize(partition, principal_id)
+        if address == account.notification_email:
+            return partition, False  # not a change: nothing to date, nothing written
         if not set_notification_email(partition, address, change):
             stored = account.notification_email_changed
             raise NewerNotificationEmailError(stored.at if stored is not None else change.at)
-        return partition, address != account.notification_email
+        return partition, True
 
     partition, changed = with_fresh_partition(accounts, account_id, apply)
     if changed:
