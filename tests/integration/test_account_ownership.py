@@ -300,10 +300,13 @@ def test_an_account_stored_before_changes_were_dated_and_with_an_unusable_addres
         {"PartitionKey": account_id, "RowKey": ROOT_ROW_KEY, "Version": 1, "Data": json.dumps(legacy)}
     )
 
-    # WHEN it is read, and the billing engine sends the right address
+    # WHEN it is read, a failure arrives for it, and the billing engine then sends the right address
     read = account_of(deps, account_id)
+    deliver(body_of(payment_failed_document(account_id, event_id="evt-fail")), f"msg-fail-{account_id}")
     deliver(account_updated_body(account_id, "evt-fix", NOW, email="billing@contoso.example"), f"msg-{account_id}")
 
-    # THEN it was readable, and the change applied
+    # THEN it was readable, the failure was applied (not retried to the poison queue), and the change applied
     assert (read.notification_email, read.notification_email_changed) == ("billing,finance@contoso.example", None)
+    assert deps.accounts.load(account_id).get(Charge, "inv-1") is not None
+    assert deps.get_rejection(f"msg-fail-{account_id}") is None
     assert account_of(deps, account_id).notification_email == "billing@contoso.example"
