@@ -14,8 +14,9 @@ from typing import Any
 from azure.core.credentials import TokenCredential
 
 from shared import connections
+from shared.domain.account_update import AccountUpdatedResult
 from shared.domain.clock import Clock, SystemClock
-from shared.domain.payment_events import PaymentFailedEvent, PaymentReceivedEvent
+from shared.domain.payment_events import AccountUpdatedEvent, PaymentFailedEvent, PaymentReceivedEvent
 from shared.domain.payment_failure import PaymentFailedResult
 from shared.domain.rejection import Rejection, RejectionStatus
 from shared.domain.retention_plan import RetentionActionKind
@@ -23,6 +24,7 @@ from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import SettleCommand
 from shared.email import EmailRenderer, OutboxEmailSender
 from shared.services import (
+    account_updated,
     account_views,
     payment_failed,
     payment_received,
@@ -149,6 +151,7 @@ class Dependencies:
                 event,
                 accounts=self.accounts,
                 due=self.due,
+                audit=self.audit,
                 outbox=self.outbox,
                 clock=self.clock,
                 policy=self.policy,
@@ -159,6 +162,10 @@ class Dependencies:
         for _ in result.emails_sent:
             self.telemetry.email_reported("sent")
         return result
+
+    def apply_account_updated(self, event: AccountUpdatedEvent) -> AccountUpdatedResult:
+        with self.telemetry.use_case("apply_account_updated", event_id=event.id, account_id=event.data.account_id):
+            return account_updated.apply_account_updated(event, accounts=self.accounts, clock=self.clock)
 
     def apply_payment_received(self, event: PaymentReceivedEvent) -> PaymentReceivedResult:
         with self.telemetry.use_case("apply_payment_received", event_id=event.id, account_id=event.data.account_id):
@@ -182,7 +189,7 @@ class Dependencies:
     def notification_email(
         self, account_id: str, principal_id: str, new_address: str | None = None
     ) -> NotificationEmailView:
-        return account_views.notification_email(self.accounts, account_id, principal_id, new_address)
+        return account_views.notification_email(self.accounts, self.clock, account_id, principal_id, new_address)
 
     def settle_balance(self, command: SettleCommand) -> SettlementOutcome:
         with self.telemetry.use_case("settle_balance", account_id=command.account_id):
@@ -215,6 +222,8 @@ class Dependencies:
                     self.telemetry.lifecycle_lag((now - action.milestone_at).total_seconds())
             for _ in range(report.emails_sent):
                 self.telemetry.email_reported("sent")
+            self.telemetry.record_backlog("due_entries", report.entries_due)
+            self.telemetry.record_backlog("emails_retrying", report.emails_retrying)
         return report
 
     def deliver(self, account_id: str) -> DeliveryReport:

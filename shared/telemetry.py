@@ -116,6 +116,7 @@ class Telemetry:
         self._emails = self._meter.create_counter(
             "pastdue.emails", unit="{email}", description="Email sends and delivery reports, by status."
         )
+        self._backlog: dict[str, int] = {}
         self._lifecycle_lag = self._meter.create_histogram(
             "pastdue.lifecycle.lag",
             unit="s",
@@ -145,6 +146,12 @@ class Telemetry:
 
     def lifecycle_lag(self, seconds: float) -> None:
         self._lifecycle_lag.record(max(0.0, seconds))
+
+    def record_backlog(self, kind: str, count: int) -> None:
+        """Remember the latest size of one kind of waiting work; the backlog gauge reports the latest of each."""
+        if not self._backlog:
+            self.observe_backlog(lambda: dict(self._backlog))
+        self._backlog[kind] = count
 
     def observe_backlog(self, read: Callable[[], Mapping[str, int]]) -> None:
         """Report `read()` (work waiting, by kind: due accounts, pending emails) each time metrics are collected."""

@@ -6,7 +6,7 @@ import azure.functions as func
 
 from shared.bootstrap import Dependencies, dependencies
 from shared.domain.errors import DomainError
-from shared.domain.payment_events import PaymentFailedEvent, PaymentReceivedEvent
+from shared.domain.payment_events import IncomingEvent, PaymentFailedEvent, PaymentReceivedEvent
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE, InvalidEventError, decode_payment_event
 from shared.telemetry import EVENT_ID
 
@@ -35,11 +35,13 @@ def payment_failed(msg: func.QueueMessage, context: func.Context | None = None) 
         _reject(deps, msg, body, f"{type(error).__name__}: {error}", event_id=event_id, event_type=event_type)
 
 
-def _dispatch(deps: Dependencies, event: PaymentFailedEvent | PaymentReceivedEvent) -> None:
+def _dispatch(deps: Dependencies, event: IncomingEvent) -> None:
     if isinstance(event, PaymentFailedEvent):
         deps.apply_payment_failed(event)
-    else:
+    elif isinstance(event, PaymentReceivedEvent):
         deps.apply_payment_received(event)
+    else:
+        deps.apply_account_updated(event)
 
 
 def _reject(

@@ -52,7 +52,7 @@ _ERRORS = {
     "403": "The principal is not the account's admin",
     "404": "No such account, or a subscription or payment method not on this account",
     "409": "Webhook id replayed with another request; stale quote (carries `quote`); nothing to settle; a payment "
-    "in progress; or a concurrent update (retry)",
+    "in progress; a notification address changed later than this change; or a concurrent update (retry)",
     "413": f"The body exceeds {MAX_BODY_BYTES} bytes",
     "415": "The body is not application/json",
     "422": "A member is missing or invalid; or an Idempotency-Key reused with another body",

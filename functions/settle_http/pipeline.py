@@ -112,6 +112,9 @@ def _parse(req: func.HttpRequest, model: type[M], body: bytes) -> M:
     except RecursionError as error:  # small enough to pass the size limit, yet nested deeper than the parser goes
         fault = FieldError("nested too deeply", pointer="#")
         raise _RefusedError(problem(BAD_JSON, "the body is nested too deeply to be a request", [fault])) from error
+    except ValueError as error:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        fault = FieldError("a number with too many digits", pointer="#")
+        raise _RefusedError(problem(BAD_JSON, "the body holds a number too long to read", [fault])) from error
     if not isinstance(payload, dict):
         raise _RefusedError(
             problem(BAD_JSON, "the body must be a JSON object", [FieldError("not an object", pointer="#")])

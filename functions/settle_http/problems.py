@@ -21,7 +21,7 @@ from shared.domain.settle_balance import (
     SubscriptionNotFoundError,
 )
 from shared.domain.settlement import NothingToSettleError
-from shared.services.account_views import InvalidNotificationEmailError
+from shared.services.account_views import InvalidNotificationEmailError, NewerNotificationEmailError
 from shared.services.settle_balance import QuoteChangedError
 from shared.webhooks import WebhookError, WebhookReplayError
 
@@ -105,6 +105,10 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[ProblemKind, FieldError]] = {
     InvalidNotificationEmailError: (
         INVALID,
         FieldError("not a valid email address", pointer="#/notificationEmail"),
+    ),
+    NewerNotificationEmailError: (
+        ProblemKind(409, "notification-email-changed-later", "The address was changed later; read it again"),
+        FieldError("a newer change to the address stands", pointer="#/notificationEmail"),
     ),
 }
 

@@ -1,11 +1,12 @@
-"""What stays after a subscription's data is deleted: ids, dates, amounts and the reason; no personal data."""
+"""What the audit table keeps: what stays after a subscription's data is deleted (ids, dates, amounts, the reason),
+and every event whose account snapshot disagreed with the account (ids and field names). No personal data."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
 from shared.domain.lifecycle import TransitionReason
-from shared.domain.model import ChargeStatus, Frozen, Identifier
+from shared.domain.model import AccountField, ChargeStatus, Frozen, Identifier
 from shared.domain.money import Money
 
 
@@ -33,3 +34,16 @@ class DeletionRecord(Frozen):
     outstanding: tuple[Money, ...] = ()
     settlement_ids: tuple[str, ...] = ()
     payment_method_ids: tuple[str, ...] = ()
+
+
+class SnapshotDisagreement(Frozen):
+    """An event's account snapshot named another admin or notification address than the account has.
+
+    The snapshot was applied for its charges only; the fields it disagreed on kept their values. One record per event.
+    """
+
+    account_id: Identifier
+    event_id: Identifier
+    event_type: str
+    fields: tuple[AccountField, ...]
+    recorded_at: datetime

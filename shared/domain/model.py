@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, WithJsonSchema
 
 from shared.domain.errors import InvalidTransitionError
 from shared.domain.lifecycle import (
@@ -22,14 +24,64 @@ IDENTIFIER = r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}"
 IDENTIFIER_PATTERN = rf"^{IDENTIFIER}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 Locale = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]
-EmailAddress = Annotated[
-    str, StringConstraints(pattern=r"^[^@\s<>\"]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$", max_length=254)
-]
+MAX_EMAIL_LENGTH = 254
+# Validation context of rows read back from storage: they were checked when they entered, and an address stored
+# before today's rules must not make its whole account unreadable (it stays fixable through the API).
+STORED_ROW = "stored_row"
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bq]\?[^?\s]*\?=", re.IGNORECASE)
 HISTORY_LIMIT = 50
+
+
+def usable_email_address(value: str, info: ValidationInfo) -> str:
+    """An address the mailer can use, in its normalized ASCII form; the reason names no part of the address."""
+    if info.context and info.context.get(STORED_ROW):
+        return value
+    if _ENCODED_WORD.search(value):
+        raise ValueError("not a usable email address: it holds an encoded word (RFC 2047)")
+    try:
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as error:
+        # email-validator quotes the offending characters or labels after ':' or in parentheses: drop them.
+        reason = re.split(r"[:(]", str(error), maxsplit=1)[0].strip().rstrip(".")
+        raise ValueError(f"not a usable email address: {reason[:1].lower()}{reason[1:]}") from None
+    return checked.ascii_email or checked.normalized
+
+
+EmailAddress = Annotated[
+    str,
+    StringConstraints(max_length=MAX_EMAIL_LENGTH),
+    AfterValidator(usable_email_address),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": MAX_EMAIL_LENGTH}),
+]
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class AccountField(StrEnum):
+    """The account fields only their owner may change: named as the events name them."""
+
+    ADMIN_PRINCIPAL_ID = "adminPrincipalId"
+    NOTIFICATION_EMAIL = "notificationEmail"
+
+
+class ChangeSource(StrEnum):
+    SNAPSHOT = "snapshot"  # the account snapshot of the event that created the account
+    ACCOUNT_UPDATED = "account.updated"
+    ADMIN = "admin"  # the admin, through the notification-email route
+
+
+class FieldChange(Frozen):
+    """When an account field was last set and by what: an event (`cause` is its id) or the admin (the principal)."""
+
+    at: datetime
+    source: ChangeSource
+    cause: str = Field(max_length=128)
+
+    def is_newer_than(self, stored: FieldChange | None) -> bool:
+        """An older change never replaces a newer one; an account stored before changes were dated has none."""
+        return stored is None or self.at >= stored.at
 
 
 class Account(Frozen):
@@ -38,6 +90,8 @@ class Account(Frozen):
     notification_email: EmailAddress
     locale: Locale
     currency: Currency
+    admin_changed: FieldChange | None = None
+    notification_email_changed: FieldChange | None = None
 
 
 class PaymentMethodKind(StrEnum):

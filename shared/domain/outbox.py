@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Self
 
-from pydantic import JsonValue
+from pydantic import Field, JsonValue
 
-from shared.domain.model import EmailAddress, Frozen, Identifier, Locale
+from shared.domain.model import MAX_EMAIL_LENGTH, Frozen, Identifier, Locale
 
 MAX_SEND_ATTEMPTS = 12
 _BACKOFF_CAP = timedelta(hours=6)
@@ -26,7 +26,9 @@ class Notification(Frozen):
     id: Identifier
     template: str
     locale: Locale
-    to_address: EmailAddress
+    # Copied from the account, whose address was validated where it entered (EmailAddress): an address stored
+    # before today's rule must not stop the effects an email belongs to; its send fails and is reported instead.
+    to_address: str = Field(max_length=MAX_EMAIL_LENGTH)
     context: dict[str, JsonValue]
     created_at: datetime
     status: NotificationStatus = NotificationStatus.PENDING

@@ -5,17 +5,20 @@ Incoming events tolerate unknown fields (events evolve); unknown event types are
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.domain.model import (
     Account,
+    ChangeSource,
     Charge,
     DeclineReason,
     EmailAddress,
+    FieldChange,
     Identifier,
     Locale,
     PaymentMethod,
@@ -25,6 +28,7 @@ from shared.domain.money import DECIMAL_STRING_PATTERN, Currency, Money
 
 PAYMENT_FAILED = "payment.failed"
 PAYMENT_RECEIVED = "payment.received"
+ACCOUNT_UPDATED = "account.updated"
 
 
 # The shape of a decimal string; whether its decimals suit the currency is checked with the currency.
@@ -42,13 +46,16 @@ class AccountSnapshot(EventModel):
     locale: Locale
     currency: Currency
 
-    def to_account(self) -> Account:
+    def to_account(self, created: FieldChange | None = None) -> Account:
+        """A new account from the snapshot; `created` dates its admin and notification address (None: undated)."""
         return Account(
             id=self.id,
             admin_principal_id=self.admin_principal_id,
             notification_email=self.notification_email,
             locale=self.locale,
             currency=self.currency,
+            admin_changed=created,
+            notification_email_changed=created,
         )
 
 
@@ -69,6 +76,14 @@ class UnpaidCharge(EventModel):
     amount: DecimalAmount
     currency: Currency
     due_date: date
+
+    @field_validator("amount")
+    @classmethod
+    def _more_than_zero(cls, amount: str) -> str:
+        # An unpaid charge of nothing is a producer bug; recorded, it would put a subscription past due for 0.00.
+        if Decimal(amount) <= 0:
+            raise ValueError("an unpaid charge must be more than zero")
+        return amount
 
     def to_charge(self, payment_method_id: str) -> Charge:
         return Charge(
@@ -119,6 +134,20 @@ class PaymentReceivedData(EventModel):
         return Money.parse(self.amount, self.currency)
 
 
+class AccountUpdatedData(EventModel):
+    """A new admin principal, a new notification address, or both; what is absent stays as it is."""
+
+    account_id: Identifier
+    admin_principal_id: Identifier | None = None
+    notification_email: EmailAddress | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> AccountUpdatedData:
+        if self.admin_principal_id is None and self.notification_email is None:
+            raise ValueError("name adminPrincipalId, notificationEmail or both")
+        return self
+
+
 class CloudEvent(EventModel):
     specversion: Literal["1.0"]
     id: Identifier
@@ -130,10 +159,27 @@ class PaymentFailedEvent(CloudEvent):
     type: Literal["payment.failed"]
     data: PaymentFailedData
 
+    def snapshot_change(self, now: datetime) -> FieldChange:
+        """What dates the admin and address of an account this event creates: its time (UTC if it names no
+        offset), or `now` if that is earlier or the event has no time."""
+        sent = self.time if self.time is None or self.time.tzinfo else self.time.replace(tzinfo=UTC)
+        return FieldChange(at=min(sent or now, now), source=ChangeSource.SNAPSHOT, cause=self.id)
+
 
 class PaymentReceivedEvent(CloudEvent):
     type: Literal["payment.received"]
     data: PaymentReceivedData
 
 
-PaymentEvent = Annotated[PaymentFailedEvent | PaymentReceivedEvent, Field(discriminator="type")]
+class AccountUpdatedEvent(CloudEvent):
+    type: Literal["account.updated"]
+    time: AwareDatetime  # required: changes are applied in the order of their time, not of their arrival
+    data: AccountUpdatedData
+
+    def change(self, now: datetime) -> FieldChange:
+        """The change this event makes, dated by its time; a clock ahead of ours cannot date it into our future."""
+        return FieldChange(at=min(self.time, now), source=ChangeSource.ACCOUNT_UPDATED, cause=self.id)
+
+
+IncomingEvent = PaymentFailedEvent | PaymentReceivedEvent | AccountUpdatedEvent
+PaymentEvent = Annotated[IncomingEvent, Field(discriminator="type")]

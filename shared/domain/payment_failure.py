@@ -12,12 +12,14 @@ import json
 from datetime import date, datetime
 from enum import StrEnum
 
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from shared.domain.errors import DomainError
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.links import settle_url
 from shared.domain.model import (
+    Account,
+    AccountField,
     Alert,
     AlertKind,
     Charge,
@@ -31,7 +33,7 @@ from shared.domain.model import (
 from shared.domain.money import total
 from shared.domain.outbox import Notification
 from shared.domain.partition import AccountPartition
-from shared.domain.payment_events import PAYMENT_FAILED, PaymentFailedData, PaymentFailedEvent
+from shared.domain.payment_events import PAYMENT_FAILED, AccountSnapshot, PaymentFailedData, PaymentFailedEvent
 from shared.domain.retention_policy import RetentionPolicy, cancellation_date, projected_end_dates
 
 NOTIFICATION_TEMPLATE = "payment_failed"
@@ -61,6 +63,8 @@ class PaymentFailedResult(Frozen):
     already_settled_invoice_ids: tuple[str, ...] = ()
     notification_id: str | None = None
     emails_sent: tuple[str, ...] = ()
+    # Fields the event's account snapshot named differently from the stored account; they were not changed.
+    disagreeing_fields: tuple[AccountField, ...] = ()
 
 
 def stage_payment_failed(
@@ -81,26 +85,28 @@ def stage_payment_failed(
         return PaymentFailedResult(
             event_id=event.id, account_id=data.account.id, outcome=PaymentFailedOutcome.DUPLICATE
         )
-    if partition.account is not None and partition.account.currency != data.account.currency:
+    known = partition.account
+    if known is not None and known.currency != data.account.currency:
         raise AccountCurrencyChangedError(
-            f"account {data.account.id} is billed in {partition.account.currency}, "
-            f"the event says {data.account.currency}"
+            f"account {data.account.id} is billed in {known.currency}, the event says {data.account.currency}"
         )
+    disagreeing = snapshot_disagreement(known, data.account) if known is not None else ()
     closed = _closed_invoice_ids(partition, data)
     new_marker = ProcessedEvent(
         event_id=event.id, event_type=PAYMENT_FAILED, payload_hash=payload_hash, processed_at=now
     )
     if len(closed) == len(data.charges):
-        if partition.account is None:
-            partition.set_account(data.account.to_account())
+        if known is None:
+            partition.set_account(data.account.to_account(event.snapshot_change(now)))
         partition.record_processed(new_marker)
         return PaymentFailedResult(
             event_id=event.id,
             account_id=data.account.id,
             outcome=PaymentFailedOutcome.LATE,
             already_settled_invoice_ids=tuple(sorted(closed)),
+            disagreeing_fields=disagreeing,
         )
-    partition.set_account(data.account.to_account())
+    partition.set_account(_account_after(known, event, now))
     method = _failed_method(partition.get(PaymentMethod, data.payment_method.id), data, now)
     partition.put(method)
     partition.put(*_subscriptions_on_method(partition, data))
@@ -118,10 +124,30 @@ def stage_payment_failed(
         past_due_subscription_ids=tuple(moved),
         already_settled_invoice_ids=tuple(sorted(closed)),
         notification_id=notification.id,
+        disagreeing_fields=disagreeing,
     )
 
 
-def event_payload_hash(event: PaymentFailedEvent) -> str:
+def snapshot_disagreement(account: Account, snapshot: AccountSnapshot) -> tuple[AccountField, ...]:
+    """The fields a snapshot names differently from the stored account: reported, never applied (only the
+    snapshot that creates an account sets them; account_update.py changes them)."""
+    fields = []
+    if snapshot.admin_principal_id != account.admin_principal_id:
+        fields.append(AccountField.ADMIN_PRINCIPAL_ID)
+    if snapshot.notification_email != account.notification_email:
+        fields.append(AccountField.NOTIFICATION_EMAIL)
+    return tuple(fields)
+
+
+def _account_after(known: Account | None, event: PaymentFailedEvent, now: datetime) -> Account:
+    """A new account from the snapshot; a known one keeps its admin and address and takes only the locale."""
+    snapshot = event.data.account
+    if known is None:
+        return snapshot.to_account(event.snapshot_change(now))
+    return known.model_copy(update={"locale": snapshot.locale})
+
+
+def event_payload_hash(event: BaseModel) -> str:
     """A hash of what the event means (unknown fields excluded), to tell a repeat from a reused id."""
     canonical = json.dumps(event.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -249,7 +275,10 @@ def _notification(
     policy: RetentionPolicy,
     portal_base_url: str,
 ) -> Notification:
-    account = event.data.account
+    account = partition.account
+    if account is None:
+        raise ValueError("the account is staged before its notification")
+    # The stored account's address, never the snapshot's: a snapshot must not redirect the account's email.
     return Notification(
         id=notification_id(event.id),
         template=NOTIFICATION_TEMPLATE,

@@ -1,4 +1,4 @@
-"""Turn a queue message body into a payment event, or into a reason why it is not one."""
+"""Turn a queue message body into an incoming event, or into a reason why it is not one."""
 
 from __future__ import annotations
 
@@ -10,17 +10,27 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.domain.payment_events import PAYMENT_FAILED, PAYMENT_RECEIVED, PaymentFailedEvent, PaymentReceivedEvent
+from shared.domain.payment_events import (
+    ACCOUNT_UPDATED,
+    PAYMENT_FAILED,
+    PAYMENT_RECEIVED,
+    AccountUpdatedEvent,
+    IncomingEvent,
+    PaymentFailedEvent,
+    PaymentReceivedEvent,
+)
 
 PAYMENT_EVENTS_QUEUE = "payment-failed"
 MAX_REASON_LENGTH = 1000
 _BASE64 = re.compile(
     r"(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}="
 )
-_EVENT_MODELS: dict[str, type[PaymentFailedEvent | PaymentReceivedEvent]] = {
+_EVENT_MODELS: dict[str, type[IncomingEvent]] = {
     PAYMENT_FAILED: PaymentFailedEvent,
     PAYMENT_RECEIVED: PaymentReceivedEvent,
+    ACCOUNT_UPDATED: AccountUpdatedEvent,
 }
+EVENT_TYPES = tuple(_EVENT_MODELS)
 
 
 class InvalidEventError(ValueError):
@@ -33,7 +43,7 @@ class InvalidEventError(ValueError):
         self.event_type = event_type
 
 
-def decode_payment_event(body: bytes) -> PaymentFailedEvent | PaymentReceivedEvent:
+def decode_payment_event(body: bytes) -> IncomingEvent:
     """Parse a CloudEvents JSON body (or base64 of one, as with `messageEncoding: none`) into its event model."""
     document = _json_object(body)
     event_id = _readable_id(document.get("id"))
@@ -79,7 +89,7 @@ def field_path(location: tuple[int | str, ...]) -> str:
 def _json_object(body: bytes) -> dict[str, Any]:
     text = _text(body)
     try:
-        document = json.loads(text)
+        document = _parsed(text)
     except json.JSONDecodeError as error:
         # With `messageEncoding: none` a sender's base64 reaches us as is: accept base64 of a JSON event too.
         decoded = _base64_or_none(text)
@@ -88,12 +98,24 @@ def _json_object(body: bytes) -> dict[str, Any]:
                 f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
             ) from None
         try:
-            document = json.loads(_text(decoded))
+            document = _parsed(_text(decoded))
         except json.JSONDecodeError:
             raise InvalidEventError("body is base64, but what it encodes is not valid JSON") from None
     if not isinstance(document, dict):
         raise InvalidEventError("body must be a JSON object (a CloudEvents envelope)")
     return document
+
+
+def _parsed(text: str) -> Any:
+    """JSON, or InvalidEventError for JSON no event can be: retrying it cannot help (only JSONDecodeError passes)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise InvalidEventError("body is nested too deeply to be an event") from None
+    except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise InvalidEventError("body holds a number with too many digits to be an event") from None
 
 
 def _text(body: bytes) -> str:

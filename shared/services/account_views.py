@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
+from shared.domain.account_update import set_notification_email
+from shared.domain.clock import Clock
 from shared.domain.errors import DomainError
-from shared.domain.model import Account
+from shared.domain.model import ChangeSource, EmailAddress, FieldChange
 from shared.domain.partition import AccountPartition
 from shared.domain.settle_balance import authorize, quote_scope
 from shared.services.ports import AccountUnitOfWork
@@ -15,10 +18,19 @@ from shared.services.unit_of_work import with_fresh_partition
 from shared.services.views import NotificationEmailView, Overview, Quote, notification_view, overview_of, quote_of
 
 log = logging.getLogger(__name__)
+_EMAIL_ADDRESS: TypeAdapter[str] = TypeAdapter(EmailAddress)
 
 
 class InvalidNotificationEmailError(DomainError):
     pass
+
+
+class NewerNotificationEmailError(DomainError):
+    """The address was set by a change dated after this one (an older change never wins): read it, then decide."""
+
+    def __init__(self, changed_at: datetime) -> None:
+        super().__init__(f"the notification address was changed later, at {changed_at.isoformat()}; nothing changed")
+        self.changed_at = changed_at
 
 
 def account_overview(accounts: AccountUnitOfWork, account_id: str, principal_id: str) -> Overview:
@@ -43,30 +55,33 @@ def quote_settlement(
 
 
 def notification_email(
-    accounts: AccountUnitOfWork, account_id: str, principal_id: str, new_address: str | None = None
+    accounts: AccountUnitOfWork,
+    clock: Clock,
+    account_id: str,
+    principal_id: str,
+    new_address: str | None = None,
 ) -> NotificationEmailView:
-    """Read the billing notification address with the last notifications' status, or change it."""
+    """Read the billing notification address with the last notifications' status, or change it (dated now)."""
     if new_address is None:
         partition = accounts.load(account_id)
         authorize(partition, principal_id)
         return notification_view(partition, changed=False)
+    try:
+        address = _EMAIL_ADDRESS.validate_python(new_address)
+    except ValidationError as error:
+        raise InvalidNotificationEmailError("not a valid email address") from error
+    change = FieldChange(at=clock.now(), source=ChangeSource.ADMIN, cause=principal_id)
 
-    def change(partition: AccountPartition) -> tuple[AccountPartition, bool]:
+    def apply(partition: AccountPartition) -> tuple[AccountPartition, bool]:
         account = authorize(partition, principal_id)
-        if account.notification_email == new_address:
-            return partition, False
-        try:
-            updated = Account.model_validate({**account.model_dump(), "notification_email": new_address})
-        except ValidationError as error:
-            raise InvalidNotificationEmailError("not a valid email address") from error
-        partition.set_account(updated)
-        # Emails not yet sent go to the new address: the old one is likely why the customer asked.
-        partition.put(
-            *(n.model_copy(update={"to_address": new_address}) for n in partition.notifications if n.is_pending)
-        )
+        if address == account.notification_email:
+            return partition, False  # not a change: nothing to date, nothing written
+        if not set_notification_email(partition, address, change):
+            stored = account.notification_email_changed
+            raise NewerNotificationEmailError(stored.at if stored is not None else change.at)
         return partition, True
 
-    partition, changed = with_fresh_partition(accounts, account_id, change)
+    partition, changed = with_fresh_partition(accounts, account_id, apply)
     if changed:
-        log.info("notification address of account %s changed", account_id)
+        log.info("notification address of account %s changed by its admin", account_id)
     return notification_view(partition, changed=changed)

@@ -18,7 +18,14 @@ from shared.domain.email import EmailRenderingError, OutgoingEmail, SendOutcome,
 from shared.domain.errors import ConcurrencyError
 from shared.domain.outbox import Notification
 from shared.domain.partition import AccountPartition
-from shared.services.ports import AccountUnitOfWork, DueIndex, EmailRenderer, EmailSender, LifecyclePublisher
+from shared.services.ports import (
+    AccountUnitOfWork,
+    DueEntry,
+    DueIndex,
+    EmailRenderer,
+    EmailSender,
+    LifecyclePublisher,
+)
 from shared.services.unit_of_work import with_fresh_partition
 
 log = logging.getLogger(__name__)
@@ -48,7 +55,13 @@ class DeliveryReport:
 
 def schedule_recovery(outbox: Outbox, account_id: str) -> None:
     """Put a safety net on the due index before committing effects, in case delivery never happens."""
-    outbox.due.schedule(account_id, outbox.clock.now() + RECOVERY_DELAY)
+    entry = recovery_entry(outbox, account_id)
+    outbox.due.schedule(entry.account_id, entry.due_at)
+
+
+def recovery_entry(outbox: Outbox, account_id: str) -> DueEntry:
+    """The safety-net entry, for a caller that schedules it together with its own entries."""
+    return DueEntry(account_id, outbox.clock.now() + RECOVERY_DELAY)
 
 
 def deliver(outbox: Outbox, account_id: str, partition: AccountPartition | None = None) -> DeliveryReport:

@@ -1,16 +1,18 @@
 """`payment.failed`: apply the event's decisions (shared/domain/payment_failure.py) once, then deliver the email.
 
-Due-index entries go in before the commit (the next milestone, and a safety net for the delivery), email delivery
-comes after it.
+Due-index entries go in before the commit (the next milestone, and a safety net for the delivery: both in one
+shard, so one transaction), and so does the audit record of a snapshot that disagreed with the account; email
+delivery comes after the commit.
 """
 
 from __future__ import annotations
 
 import logging
 
+from shared.domain.audit import SnapshotDisagreement
 from shared.domain.clock import Clock
 from shared.domain.partition import AccountPartition
-from shared.domain.payment_events import PaymentFailedEvent
+from shared.domain.payment_events import PAYMENT_FAILED, PaymentFailedEvent
 from shared.domain.payment_failure import (
     PaymentFailedOutcome,
     PaymentFailedResult,
@@ -18,8 +20,8 @@ from shared.domain.payment_failure import (
     stage_payment_failed,
 )
 from shared.domain.retention_policy import RetentionPolicy, next_review_at
-from shared.services.delivery import Outbox, deliver, schedule_recovery
-from shared.services.ports import AccountUnitOfWork, DueIndex
+from shared.services.delivery import Outbox, deliver, recovery_entry
+from shared.services.ports import AccountUnitOfWork, AuditLog, DueEntry, DueIndex
 from shared.services.unit_of_work import with_fresh_partition
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ def apply_payment_failed(
     *,
     accounts: AccountUnitOfWork,
     due: DueIndex,
+    audit: AuditLog,
     outbox: Outbox,
     clock: Clock,
     policy: RetentionPolicy,
@@ -46,11 +49,22 @@ def apply_payment_failed(
         result = stage_payment_failed(
             partition, event, payload_hash=payload_hash, now=now, policy=policy, portal_base_url=portal_base_url
         )
+        if result.disagreeing_fields:
+            audit.record_snapshot_disagreement(
+                SnapshotDisagreement(
+                    account_id=account_id,
+                    event_id=event.id,
+                    event_type=PAYMENT_FAILED,
+                    fields=result.disagreeing_fields,
+                    recorded_at=now,
+                )
+            )
         if result.outcome is PaymentFailedOutcome.APPLIED:
-            schedule_recovery(outbox, account_id)
+            entries = [recovery_entry(outbox, account_id)]
             review_at = next_review_at(partition.subscriptions, policy, now)
             if review_at is not None:
-                due.schedule(account_id, review_at)
+                entries.append(DueEntry(account_id, review_at))
+            due.schedule_many(entries)
         return result
 
     result = with_fresh_partition(accounts, account_id, change)
@@ -60,6 +74,14 @@ def apply_payment_failed(
 
 
 def _log_outcome(result: PaymentFailedResult) -> None:
+    if result.disagreeing_fields:
+        # Ids and field names only: the values may be personal, and they are in the rejected snapshot anyway.
+        log.warning(
+            "payment.failed %s for account %s: its account snapshot disagrees on %s; kept the account's, audited",
+            result.event_id,
+            result.account_id,
+            ", ".join(result.disagreeing_fields),
+        )
     if result.outcome is PaymentFailedOutcome.LATE:
         log.info(
             "payment.failed %s for account %s acknowledged late: invoices %s are already settled or gone",

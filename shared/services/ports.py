@@ -6,12 +6,12 @@ the same observable behaviour, conflicts included; one contract test suite runs 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from shared.domain.audit import DeletionRecord
+from shared.domain.audit import DeletionRecord, SnapshotDisagreement
 from shared.domain.email import OutgoingEmail, RenderedEmail, SendOutcome
 from shared.domain.money import Money
 from shared.domain.outbox import LifecycleEvent
@@ -53,6 +53,10 @@ class DueIndex(Protocol):
         """Add an entry (to the second, rounded up); scheduling the same moment again changes nothing."""
         ...
 
+    def schedule_many(self, entries: Iterable[DueEntry]) -> list[DueEntry]:
+        """Add several entries as `schedule` does, in one write per shard (an account's entries share one)."""
+        ...
+
     def due(self, now: datetime, *, page_size: int = ..., limit: int | None = None) -> Iterator[DueEntry]:
         """Entries due at or before `now`, oldest first."""
         ...
@@ -68,6 +72,12 @@ class AuditLog(Protocol):
         ...
 
     def deletions(self, account_id: str) -> list[DeletionRecord]: ...
+
+    def record_snapshot_disagreement(self, record: SnapshotDisagreement) -> bool:
+        """Create the record unless one exists for its event (the first one stands); True if this call wrote it."""
+        ...
+
+    def snapshot_disagreements(self, account_id: str) -> list[SnapshotDisagreement]: ...
 
 
 class WebhookLedger(Protocol):

@@ -1,16 +1,26 @@
-"""Table `audit`: what stays after a subscription's data is deleted (keys in layout.py).
+"""Table `audit`: what stays after a subscription's data is deleted, and the account snapshots that disagreed with
+their account (keys in layout.py).
 
 A record is created once and never overwritten: the first complete picture of a deletion wins, so a purge that is
-resumed after a crash (with part of the data already gone) cannot replace it with a partial one.
+resumed after a crash (with part of the data already gone) cannot replace it with a partial one; a redelivered event
+finds its disagreement recorded.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from azure.core.exceptions import ResourceExistsError
 
-from shared.domain.audit import DeletionRecord
+from shared.domain.audit import DeletionRecord, SnapshotDisagreement
 from shared.storage.codec import data_properties, decode
-from shared.storage.layout import AUDIT_TABLE, DELETION_KIND, deletion_row_key
+from shared.storage.layout import (
+    AUDIT_TABLE,
+    DELETION_KIND,
+    SNAPSHOT_DISAGREED_KIND,
+    deletion_row_key,
+    snapshot_disagreement_row_key,
+)
 from shared.storage.tables import TableStorage, storage_errors
 
 
@@ -28,12 +38,18 @@ class TableAuditLog:
             "DeletedAt": record.deleted_at,
             **data_properties(record),
         }
-        with storage_errors():
-            try:
-                self._table.create_entity(entity)
-            except ResourceExistsError:
-                return False
-        return True
+        return self._create(entity)
+
+    def record_snapshot_disagreement(self, record: SnapshotDisagreement) -> bool:
+        """Create the record unless the event's is there; True if this call wrote it."""
+        entity = {
+            "PartitionKey": record.account_id,
+            "RowKey": snapshot_disagreement_row_key(record.event_id),
+            "Kind": SNAPSHOT_DISAGREED_KIND,
+            "EventId": record.event_id,
+            **data_properties(record),
+        }
+        return self._create(entity)
 
     def deletions(self, account_id: str) -> list[DeletionRecord]:
         """Every deletion recorded for one account, in one query."""
@@ -42,3 +58,20 @@ class TableAuditLog:
                 "PartitionKey eq @pk and Kind eq @kind", parameters={"pk": account_id, "kind": DELETION_KIND}
             )
             return [decode(DeletionRecord, row) for row in rows]
+
+    def snapshot_disagreements(self, account_id: str) -> list[SnapshotDisagreement]:
+        """Every disagreeing snapshot recorded for one account, in one query."""
+        with storage_errors():
+            rows = self._table.query_entities(
+                "PartitionKey eq @pk and Kind eq @kind",
+                parameters={"pk": account_id, "kind": SNAPSHOT_DISAGREED_KIND},
+            )
+            return [decode(SnapshotDisagreement, row) for row in rows]
+
+    def _create(self, entity: dict[str, Any]) -> bool:
+        with storage_errors():
+            try:
+                self._table.create_entity(entity)
+            except ResourceExistsError:
+                return False
+        return True

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from shared.domain.model import STORED_ROW
+
 M = TypeVar("M", bound=BaseModel)
 DATA_CHUNK = 30_000
 
@@ -32,4 +34,5 @@ def entity_json(entity: dict[str, Any]) -> str:
 
 
 def decode(model_type: type[M], entity: dict[str, Any]) -> M:
-    return model_type.model_validate_json(entity_json(entity))
+    """The stored model, read as it was written (see STORED_ROW)."""
+    return model_type.model_validate_json(entity_json(entity), context={STORED_ROW: True})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -31,6 +31,7 @@ from shared.storage.tables import TableStorage, storage_errors
 
 # Table Storage returns at most 1,000 entities per page; each page is one round trip.
 DEFAULT_PAGE_SIZE = 1000
+MAX_TRANSACTION_OPERATIONS = 100
 
 
 def due_entity_keys(entry: DueEntry) -> tuple[str, str]:
@@ -47,6 +48,20 @@ class TableDueIndex:
         with storage_errors():
             self._table.upsert_entity({"PartitionKey": partition_key, "RowKey": row_key})
         return entry
+
+    def schedule_many(self, entries: Iterable[DueEntry]) -> list[DueEntry]:
+        """Upsert the entries in one entity-group transaction per shard (of at most 100); repeats are dropped first,
+        as a transaction may name each entity only once."""
+        by_keys = {due_entity_keys(e): e for e in (DueEntry(e.account_id, whole_second_up(e.due_at)) for e in entries)}
+        shards: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        for partition_key, row_key in by_keys:
+            operation = ("upsert", {"PartitionKey": partition_key, "RowKey": row_key})
+            shards.setdefault(partition_key, []).append(operation)
+        with storage_errors():
+            for operations in shards.values():
+                for start in range(0, len(operations), MAX_TRANSACTION_OPERATIONS):
+                    self._table.submit_transaction(operations[start : start + MAX_TRANSACTION_OPERATIONS])
+        return list(by_keys.values())
 
     def due(self, now: datetime, *, page_size: int = DEFAULT_PAGE_SIZE, limit: int | None = None) -> Iterator[DueEntry]:
         """Entries due at or before `now`, oldest first across shards: one query per shard, paged lazily."""

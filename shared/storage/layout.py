@@ -4,7 +4,8 @@
 |--------------|-----------------------------------------------|-------------------------------------------------|
 | `accounts`   | account id                                    | `account` (root row), or `<prefix>:<row id>`    |
 | `due`        | `due-NN` (hash of the account id, SHARDS)     | `<UTC time YYYYMMDDTHHMMSSZ>\\|<account id>`    |
-| `audit`      | account id                                    | `deleted:<subscription id>:<deleted at, UTC>`   |
+| `audit`      | account id                                    | `deleted:<subscription id>:<deleted at, UTC>`,  |
+|              |                                               | or `snapshot-disagreed:<event id>`              |
 | `rejections` | `rejection`                                   | the rejection id (the queue message id)         |
 | `webhooks`   | `wh-NN` (hash of the webhook id, 16 shards)   | SHA-256 of the webhook id                       |
 | `gateway`    | `sandbox-charges`                             | SHA-256 of the gateway idempotency key          |
@@ -113,8 +114,16 @@ AUDIT_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 DELETION_KIND = "subscription.deleted"
 
 
+SNAPSHOT_DISAGREED_KIND = "snapshot.disagreed"
+
+
 def deletion_row_key(subscription_id: str, deleted_at: datetime) -> str:
     return f"deleted:{subscription_id}:{deleted_at.astimezone(UTC).strftime(AUDIT_TIME_FORMAT)}"
+
+
+def snapshot_disagreement_row_key(event_id: str) -> str:
+    """One record per event: a redelivery of the same event finds it and writes nothing."""
+    return f"snapshot-disagreed:{event_id}"
 
 
 # --- rejections ---------------------------------------------------------------------------------------------------

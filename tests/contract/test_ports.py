@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from shared.domain.audit import AuditedCharge, DeletionRecord
+from shared.domain.audit import AuditedCharge, DeletionRecord, SnapshotDisagreement
 from shared.domain.clock import FixedClock
 from shared.domain.errors import ConcurrencyError
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.model import (
     Account,
+    AccountField,
     Alert,
     AlertKind,
     Charge,
@@ -382,6 +383,23 @@ def test_entries_can_be_removed_while_the_due_ones_are_being_read(backend: Any) 
     assert list(due.due(DUE_NOW)) == []
 
 
+def test_scheduling_many_rounds_up_drops_repeats_and_makes_them_due(backend: Any) -> None:
+    due = backend.due
+    written = due.schedule_many(
+        [
+            DueEntry("acc-1", DUE_NOW - timedelta(minutes=5, milliseconds=400)),
+            DueEntry("acc-1", DUE_NOW - timedelta(minutes=5, milliseconds=100)),
+            DueEntry("acc-2", DUE_NOW + timedelta(days=7)),
+        ]
+    )
+
+    assert sorted(written, key=lambda e: e.account_id) == [
+        DueEntry("acc-1", DUE_NOW - timedelta(minutes=5)),
+        DueEntry("acc-2", DUE_NOW + timedelta(days=7)),
+    ]
+    assert list(due.due(DUE_NOW)) == [DueEntry("acc-1", DUE_NOW - timedelta(minutes=5))]
+
+
 # --- the audit log --------------------------------------------------------------------------------------------------
 
 
@@ -589,3 +607,19 @@ def test_the_same_key_for_another_amount_or_card_is_refused(backend: Any, amount
 
 def test_a_key_the_gateway_never_saw_is_not_found(backend: Any) -> None:
     assert backend.gateway.lookup(new_id("stl")) is None
+
+
+def test_a_snapshot_disagreement_is_recorded_once_per_event_and_is_not_a_deletion(backend: Any) -> None:
+    account_id = new_id()
+    record = SnapshotDisagreement(
+        account_id=account_id,
+        event_id="evt-1",
+        event_type="payment.failed",
+        fields=(AccountField.ADMIN_PRINCIPAL_ID,),
+        recorded_at=AT,
+    )
+
+    assert backend.audit.record_snapshot_disagreement(record) is True
+    assert backend.audit.record_snapshot_disagreement(record.model_copy(update={"recorded_at": AT})) is False
+    assert backend.audit.snapshot_disagreements(account_id) == [record]
+    assert backend.audit.deletions(account_id) == []

@@ -13,7 +13,7 @@ import hmac
 import itertools
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from shared.adapters.lifecycle_queue import EVENT_SOURCE
 from shared.bootstrap import Dependencies, telemetry
-from shared.domain.audit import DeletionRecord
+from shared.domain.audit import DeletionRecord, SnapshotDisagreement
 from shared.domain.clock import Clock, SystemClock
 from shared.domain.email import OutgoingEmail, SendOutcome, SendStatus
 from shared.domain.errors import ConcurrencyError, TransientStorageError
@@ -38,7 +38,7 @@ from shared.settings import Settings
 from shared.storage.account_store import MAX_TRANSACTION_OPERATIONS
 from shared.storage.codec import data_properties, decode
 from shared.storage.due_index import DEFAULT_PAGE_SIZE
-from shared.storage.layout import account_row_key, deletion_row_key
+from shared.storage.layout import account_row_key, deletion_row_key, snapshot_disagreement_row_key
 from shared.storage.sandbox_gateway import SANDBOX_TOKENS, sandbox_outcome
 from shared.webhooks import MIN_LEDGER_RETENTION, VerifiedWebhook, WebhookDelivery, WebhookReplayError
 
@@ -178,6 +178,12 @@ class MemoryDueIndex:
             self._entries.add(_due_key(entry))
         return entry
 
+    def schedule_many(self, entries: Iterable[DueEntry]) -> list[DueEntry]:
+        by_key = {_due_key(e): e for e in (DueEntry(e.account_id, whole_second_up(e.due_at)) for e in entries)}
+        with self._lock:
+            self._entries.update(by_key)
+        return list(by_key.values())
+
     def due(self, now: datetime, *, page_size: int = DEFAULT_PAGE_SIZE, limit: int | None = None) -> Iterator[DueEntry]:
         with self._lock:
             ready = sorted(key for key in self._entries if key[0] <= now)
@@ -201,7 +207,22 @@ class MemoryAuditLog:
 
     def __init__(self) -> None:
         self._records: dict[str, dict[str, dict[str, str]]] = {}
+        self._disagreements: dict[str, dict[str, dict[str, str]]] = {}
         self._lock = threading.Lock()
+
+    def record_snapshot_disagreement(self, record: SnapshotDisagreement) -> bool:
+        key = snapshot_disagreement_row_key(record.event_id)
+        with self._lock:
+            records = self._disagreements.setdefault(record.account_id, {})
+            if key in records:
+                return False
+            records[key] = data_properties(record)
+        return True
+
+    def snapshot_disagreements(self, account_id: str) -> list[SnapshotDisagreement]:
+        with self._lock:
+            records = dict(self._disagreements.get(account_id, {}))
+        return [decode(SnapshotDisagreement, records[key]) for key in sorted(records)]
 
     def record_deletion(self, record: DeletionRecord) -> bool:
         key = deletion_row_key(record.subscription_id, record.deleted_at)

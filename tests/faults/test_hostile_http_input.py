@@ -390,6 +390,46 @@ def malformed_calls(world: World) -> list[Call]:
     return calls
 
 
+UNUSABLE_ADDRESSES = {
+    "NUL": "billing\x00@contoso.example",
+    "control character": "billing\x08@contoso.example",
+    "comma": "billing,evil@attacker.example",
+    "semicolon": "billing;evil@attacker.example",
+    "two dots": "billing..team@contoso.example",
+    "leading dot": ".billing@contoso.example",
+    "numeric domain": "a@1.2",
+    "encoded word": "=?utf-8?q?evil?=@attacker.example",
+    "display name": "Billing <billing@contoso.example>",
+    "address list": "billing@contoso.example, evil@attacker.example",
+}
+
+
+def unreadable_input_calls(world: World) -> list[Call]:
+    """Addresses the mailer cannot use (422 at the member), and a number too long for Python to read (400)."""
+    path = f"/api/accounts/{world.attacker}/notification-email"
+    calls = [
+        Call(
+            f"unusable address: {kind}",
+            path,
+            as_json({"principalId": ATTACKER_ADMIN, "notificationEmail": address}),
+            expected=frozenset({422}),
+        )
+        for kind, address in UNUSABLE_ADDRESSES.items()
+    ]
+    huge_number = b'{"principalId": "' + ATTACKER_ADMIN.encode() + b'", "n": ' + b"9" * 4301 + b"}"
+    for route in ROUTES:
+        calls.append(
+            Call(
+                f"number of 4,301 digits ({route})",
+                f"/api/accounts/{world.attacker}/{route}",
+                huge_number,
+                {"idempotency-key": f"hostile-{uuid.uuid4().hex}"},
+                expected=frozenset({400}),
+            )
+        )
+    return calls
+
+
 def signature_calls(world: World) -> list[Call]:
     body = as_json({"principalId": ATTACKER_ADMIN})
     path = f"/api/accounts/{world.attacker}/overview"
@@ -490,7 +530,13 @@ def check(call: Call, answer: Answer) -> list[str]:
 
 
 def test_hostile_calls_get_clear_refusals_change_nothing_and_leak_nothing(world: World) -> None:
-    calls = injection_calls(world) + cross_account_calls(world) + malformed_calls(world) + signature_calls(world)
+    calls = (
+        injection_calls(world)
+        + cross_account_calls(world)
+        + malformed_calls(world)
+        + unreadable_input_calls(world)
+        + signature_calls(world)
+    )
     before = snapshot(world.storage)
 
     failures = {}

@@ -8,18 +8,21 @@ from typing import Any
 
 import pytest
 from azure.functions.queue import QueueMessage
+from pydantic import SecretStr
 
 from devhost.azurite import AzuriteProcess
 from functions.payment_failed_queue import handler
-from shared.bootstrap import Dependencies
+from shared.bootstrap import Dependencies, build
 from shared.domain.clock import FixedClock
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.model import (
     Account,
     Alert,
     AlertKind,
+    ChangeSource,
     Charge,
     DeclineReason,
+    FieldChange,
     PaymentMethod,
     PaymentMethodStatus,
     ProcessedEvent,
@@ -38,6 +41,8 @@ from shared.domain.payment_failure import (
 )
 from shared.domain.rejection import Rejection
 from shared.services.delivery import RECOVERY_DELAY
+from shared.settings import Settings
+from shared.storage.tables import RequestCounter
 from tests.support.payment_events import (
     PORTAL,
     a_charge,
@@ -108,12 +113,15 @@ def test_a_failed_payment_records_the_account_the_failed_method_and_the_outstand
 
     partition = load(deps, account_id)
     assert result.outcome is PaymentFailedOutcome.APPLIED
+    created = FieldChange(at=datetime(2026, 11, 24, 10, 0, tzinfo=UTC), source=ChangeSource.SNAPSHOT, cause="evt-0001")
     assert partition.account == Account(
         id=account_id,
         admin_principal_id="user-7",
         notification_email="billing@contoso.example",
         locale="nl-NL",
         currency="EUR",
+        admin_changed=created,
+        notification_email_changed=created,
     )
     assert partition.get(PaymentMethod, "pm-visa-4242") == PaymentMethod(
         id="pm-visa-4242",
@@ -355,6 +363,27 @@ def test_an_event_with_more_rows_than_one_transaction_is_committed_completely(
     assert notification.context["total_outstanding"] == "120.00"
 
 
+def test_a_failed_payment_on_one_subscription_costs_at_most_four_storage_requests(
+    azurite: AzuriteProcess, outbox_dir: Path, clock: FixedClock, account_id: str
+) -> None:
+    # Read, one due-index transaction (recovery and first reminder share the account's shard), commit, delivery.
+    counter = RequestCounter()
+    settings = Settings(
+        storage_connection_string=SecretStr(azurite.connection_string), outbox_dir=outbox_dir, portal_base_url=PORTAL
+    )
+    deps = build(settings, clock=clock, request_hook=counter)
+    document = payment_failed_document(account_id, subscriptions=[{"id": "sub-a", "name": "P", "service": "Azure"}])
+    counter.reset()
+
+    result = deps.apply_payment_failed(event_of(document))
+
+    requests = counter.reset()
+    assert result.emails_sent
+    assert requests <= 4, requests
+    scheduled = [e.due_at for e in deps.due.due(NOW + timedelta(days=60)) if e.account_id == account_id]
+    assert sorted(scheduled) == [NOW.replace(microsecond=0) + RECOVERY_DELAY, NOW + timedelta(days=7)]
+
+
 # --- exactly once --------------------------------------------------------------------------------------------------
 
 
@@ -464,6 +493,11 @@ def without(document: dict[str, Any], *path: str) -> dict[str, Any]:
     return document
 
 
+def with_account_field(document: dict[str, Any], address: str) -> dict[str, Any]:
+    document["data"]["account"]["notificationEmail"] = address
+    return document
+
+
 def with_charge_field(document: dict[str, Any], field: str, value: object) -> dict[str, Any]:
     document["data"]["charges"][0][field] = value
     return document
@@ -508,6 +542,34 @@ BAD_INPUTS: dict[str, tuple[Any, str]] = {
         lambda acc: body_of({**payment_failed_document(acc), "type": "payment.refunded"}),
         "type: unknown event type 'payment.refunded'",
     ),
+    "a charge of nothing": (
+        lambda acc: body_of(with_charge_field(payment_failed_document(acc), "amount", "0.00")),
+        "data.charges[0].amount: Value error, an unpaid charge must be more than zero",
+    ),
+    "a number of 4,301 digits": (
+        lambda acc: body_of(payment_failed_document(acc))[:-1] + b', "n": ' + b"9" * 4301 + b"}",
+        "body holds a number with too many digits to be an event",
+    ),
+    "nesting 20,000 deep": (
+        lambda acc: body_of(payment_failed_document(acc))[:-1] + b', "n": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+        "body is nested too deeply to be an event",
+    ),
+    **{
+        f"unusable notification address: {kind}": (
+            lambda acc, address=address: body_of(with_account_field(payment_failed_document(acc), address)),
+            "data.account.notificationEmail: Value error, not a usable email address",
+        )
+        for kind, address in {
+            "NUL": "billing\x00@contoso.example",
+            "control character": "billing\x1b@contoso.example",
+            "comma": "billing,evil@contoso.example",
+            "semicolon": "billing;evil@contoso.example",
+            "two dots": "billing..team@contoso.example",
+            "leading dot": ".billing@contoso.example",
+            "numeric domain": "a@1.2",
+            "encoded word": "=?utf-8?q?billing?=@contoso.example",
+        }.items()
+    },
 }
 
 

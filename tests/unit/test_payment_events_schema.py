@@ -14,6 +14,8 @@ from shared.domain.model import DeclineReason, PaymentMethodKind
 from shared.domain.money import MINOR_UNIT_EXPONENTS
 from shared.domain.payment_events import (
     AccountSnapshot,
+    AccountUpdatedData,
+    AccountUpdatedEvent,
     FailedPaymentMethod,
     PaymentFailedData,
     PaymentFailedEvent,
@@ -22,7 +24,7 @@ from shared.domain.payment_events import (
     SubscriptionOnMethod,
     UnpaidCharge,
 )
-from shared.events.decoding import decode_payment_event
+from shared.events.decoding import EVENT_TYPES, InvalidEventError, decode_payment_event
 from tests.support.payment_events import ISSUE_PAYMENT_FAILED_EXAMPLE, ISSUE_PAYMENT_RECEIVED_EXAMPLE, body_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "payment-events.schema.json"
@@ -34,6 +36,15 @@ DEFINITION_OF: dict[str, type[BaseModel]] = {
     "subscription": SubscriptionOnMethod,
     "paymentFailedData": PaymentFailedData,
     "paymentReceivedData": PaymentReceivedData,
+    "accountUpdatedData": AccountUpdatedData,
+}
+ACCOUNT_UPDATED_EXAMPLE: dict[str, Any] = {
+    "specversion": "1.0",
+    "id": "evt-0003",
+    "type": "account.updated",
+    "source": "/billing-engine",
+    "time": "2026-11-25T08:30:00Z",
+    "data": {"accountId": "acc-1001", "adminPrincipalId": "user-8", "notificationEmail": "ap@contoso.example"},
 }
 CONSTRAINTS = ("pattern", "minLength", "maxLength", "minItems", "maxItems")
 
@@ -67,6 +78,8 @@ def test_the_issue_examples_validate_against_the_json_schema() -> None:
 
     validator.validate(ISSUE_PAYMENT_FAILED_EXAMPLE)
     validator.validate(ISSUE_PAYMENT_RECEIVED_EXAMPLE)
+    validator.validate(ACCOUNT_UPDATED_EXAMPLE)
+    assert isinstance(decode_payment_event(body_of(ACCOUNT_UPDATED_EXAMPLE)), AccountUpdatedEvent)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +87,8 @@ def test_the_issue_examples_validate_against_the_json_schema() -> None:
     [
         (("type",), "payment.refunded"),
         (("data", "charges", 0, "amount"), "-49.95"),
+        (("data", "charges", 0, "amount"), "0.00"),
+        (("data", "charges", 0, "amount"), "0"),
         (("data", "charges", 0, "currency"), "XYZ"),
         (("data", "account", "locale"), "dutch"),
         (("data", "reason"), "aliens"),
@@ -97,7 +112,7 @@ def test_the_schema_lists_the_currencies_decline_reasons_and_method_kinds_of_the
     assert definitions["currency"]["enum"] == sorted(MINOR_UNIT_EXPONENTS)
     assert definitions["paymentFailedData"]["properties"]["reason"]["enum"] == [r.value for r in DeclineReason]
     assert definitions["paymentMethod"]["properties"]["kind"]["enum"] == [k.value for k in PaymentMethodKind]
-    assert SCHEMA["properties"]["type"]["enum"] == ["payment.failed", "payment.received"]
+    assert SCHEMA["properties"]["type"]["enum"] == list(EVENT_TYPES)
 
 
 @pytest.mark.parametrize("definition", list(DEFINITION_OF))
@@ -113,3 +128,32 @@ def test_each_schema_object_has_the_fields_required_fields_and_constraints_of_it
         for variant in generated.get("anyOf", []):
             generated_constraints |= {key: variant[key] for key in CONSTRAINTS if key in variant}
         assert {key: mine[key] for key in CONSTRAINTS if key in mine} == generated_constraints, name
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("time",), None),
+        (("data", "accountId"), "acc/1"),
+        (("data", "notificationEmail"), "no at-sign"),
+        (("data", "adminPrincipalId"), None),
+    ],
+)
+def test_the_json_schema_refuses_an_account_updated_the_models_refuse(path: tuple[str, ...], value: str | None) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    document = copy.deepcopy(ACCOUNT_UPDATED_EXAMPLE)
+    target: Any = document
+    for key in path[:-1]:
+        target = target[key]
+    if value is None:
+        del target[path[-1]]
+        if path[-1] == "adminPrincipalId":
+            del target["notificationEmail"]
+    else:
+        target[path[-1]] = value
+    validator_class = jsonschema.Draft202012Validator
+
+    with pytest.raises(jsonschema.ValidationError):
+        validator_class(SCHEMA, format_checker=validator_class.FORMAT_CHECKER).validate(document)
+    with pytest.raises(InvalidEventError):
+        decode_payment_event(body_of(document))

@@ -159,3 +159,12 @@ def test_with_a_connection_string_azure_monitor_is_configured_once(monkeypatch: 
     assert telemetry.configure_telemetry(settings) is True
 
     assert [call["connection_string"] for call in calls] == ["InstrumentationKey=00000000-test"]
+
+
+def test_the_latest_backlog_of_each_kind_is_what_the_gauge_reports(recorded: Recorded) -> None:
+    recorded.telemetry.record_backlog("due_entries", 40)
+    recorded.telemetry.record_backlog("emails_retrying", 2)
+    recorded.telemetry.record_backlog("due_entries", 7)
+
+    gauge = {a["pastdue.backlog.kind"]: p.value for a, p in recorded.points("pastdue.backlog")}
+    assert gauge == {"due_entries": 7, "emails_retrying": 2}
