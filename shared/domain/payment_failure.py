@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from pydantic import JsonValue
 
+from shared.domain.delivery_reports import resolve_if_address_changed
 from shared.domain.errors import DomainError
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.links import settle_url
@@ -101,6 +102,8 @@ def stage_payment_failed(
             already_settled_invoice_ids=tuple(sorted(closed)),
         )
     partition.set_account(data.account.to_account())
+    # The billing engine may send a new notification address: the alert about an undeliverable old one is over.
+    resolve_if_address_changed(partition, now)
     method = _failed_method(partition.get(PaymentMethod, data.payment_method.id), data, now)
     partition.put(method)
     partition.put(*_subscriptions_on_method(partition, data))

@@ -6,6 +6,8 @@ import logging
 
 from pydantic import ValidationError
 
+from shared.domain.clock import Clock
+from shared.domain.delivery_reports import resolve_if_address_changed
 from shared.domain.errors import DomainError
 from shared.domain.model import Account
 from shared.domain.partition import AccountPartition
@@ -43,7 +45,7 @@ def quote_settlement(
 
 
 def notification_email(
-    accounts: AccountUnitOfWork, account_id: str, principal_id: str, new_address: str | None = None
+    accounts: AccountUnitOfWork, clock: Clock, account_id: str, principal_id: str, new_address: str | None = None
 ) -> NotificationEmailView:
     """Read the billing notification address with the last notifications' status, or change it."""
     if new_address is None:
@@ -64,6 +66,7 @@ def notification_email(
         partition.put(
             *(n.model_copy(update={"to_address": new_address}) for n in partition.notifications if n.is_pending)
         )
+        resolve_if_address_changed(partition, clock.now())
         return partition, True
 
     partition, changed = with_fresh_partition(accounts, account_id, change)
