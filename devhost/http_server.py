@@ -16,6 +16,7 @@ from devhost.routing import Router
 
 if TYPE_CHECKING:
     from devhost.app_loader import HttpFunction
+    from devhost.eventgrid import EventGridEndpoint
     from devhost.invoker import Invoker
 
 logger = logging.getLogger("devhost.http")
@@ -41,7 +42,10 @@ class FunctionHttpServer(ThreadingHTTPServer):
         invoker: Invoker,
         function_key: str,
         route_prefix: str,
+        *,
+        eventgrid: EventGridEndpoint | None = None,  # Event Grid hook
     ) -> None:
+        self.eventgrid = eventgrid  # Event Grid hook
         self.router: Router[HttpFunction] = Router()
         for function in functions:
             self.router.add(function.route, function.methods, function)
@@ -99,6 +103,8 @@ class _FunctionRequestHandler(BaseHTTPRequestHandler):
         if len(self.path) > MAX_URL_LENGTH:
             return self._send_status(HTTPStatus.REQUEST_URI_TOO_LONG), "(url too long)"
         url = urlsplit(self.path)
+        if self.server.eventgrid is not None and self.server.eventgrid.handles(url.path):  # Event Grid hook
+            return self._call_eventgrid(self.server.eventgrid, url.path, url.query), url.path
         route_path = self._strip_prefix(unquote(url.path))
         match, allowed = (
             (None, frozenset[str]()) if route_path is None else self.server.router.resolve(route_path, self.command)
@@ -135,6 +141,15 @@ class _FunctionRequestHandler(BaseHTTPRequestHandler):
         except Exception:
             return self._send_status(HTTPStatus.INTERNAL_SERVER_ERROR)
         return self._send_result(result, function.name)
+
+    def _call_eventgrid(self, eventgrid: EventGridEndpoint, path: str, query: str) -> int:  # Event Grid hook
+        try:
+            body = self._read_body()
+        except RequestTooLargeError:
+            return self._send_status(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        headers = {name.lower(): ", ".join(self.headers.get_all(name) or []) for name in self.headers}
+        answer = eventgrid.handle(self.command, path, query, headers, body)
+        return self._send(answer.status, list(answer.headers.items()), answer.body)
 
     def _strip_prefix(self, path: str) -> str | None:
         prefix = self.server.route_prefix
