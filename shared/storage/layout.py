@@ -8,7 +8,7 @@
 | `rejections` | `rejection`                                   | the rejection id (the queue message id)         |
 | `webhooks`   | `wh-NN` (hash of the webhook id, 16 shards)   | SHA-256 of the webhook id                       |
 | `gateway`    | `sandbox-charges`                             | SHA-256 of the gateway idempotency key          |
-| `messages`   | `msg-NN` (hash of the message id, 16 shards)  | SHA-256 of the message id (ACS message id)      |
+| `sentemails` | `msg-NN` (hash of the message id, 16 shards)  | SHA-256 of the message id (ACS message id)      |
 
 `accounts`: one partition per billing account, so that everything that must change together changes in one
 entity-group transaction; the root row carries a version that every write bumps with its ETag, which makes each
@@ -34,8 +34,16 @@ AUDIT_TABLE = "audit"
 WEBHOOKS_TABLE = "webhooks"
 GATEWAY_TABLE = "gateway"
 REJECTIONS_TABLE = "rejections"
-MESSAGES_TABLE = "messages"
-ALL_TABLES = (ACCOUNTS_TABLE, DUE_TABLE, AUDIT_TABLE, REJECTIONS_TABLE, WEBHOOKS_TABLE, GATEWAY_TABLE, MESSAGES_TABLE)
+SENT_EMAILS_TABLE = "sentemails"
+ALL_TABLES = (
+    ACCOUNTS_TABLE,
+    DUE_TABLE,
+    AUDIT_TABLE,
+    REJECTIONS_TABLE,
+    WEBHOOKS_TABLE,
+    GATEWAY_TABLE,
+    SENT_EMAILS_TABLE,
+)
 
 # --- accounts ---------------------------------------------------------------------------------------------------
 
@@ -143,7 +151,7 @@ def gateway_row_key(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
-# --- messages -----------------------------------------------------------------------------------------------------
+# --- sentemails ---------------------------------------------------------------------------------------------------
 
 MESSAGE_SHARDS = 16
 

@@ -1,4 +1,4 @@
-"""Table `messages`: which account and notification each sent email's message id belongs to (keys in layout.py).
+"""Table `sentemails`: which account and notification each sent email's message id belongs to (keys in layout.py).
 
 Delivery reports name only the message id; this index finds the account partition to apply them to. A row is
 written when the email is sent, before the notification records the send, so a notification never knows a message
@@ -10,13 +10,13 @@ from __future__ import annotations
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from shared.services.ports import SentMessage
-from shared.storage.layout import MESSAGES_TABLE, message_keys
+from shared.storage.layout import SENT_EMAILS_TABLE, message_keys
 from shared.storage.tables import TableStorage, storage_errors
 
 
 class TableMessageIndex:
     def __init__(self, storage: TableStorage) -> None:
-        self._table = storage.table(MESSAGES_TABLE)
+        self._table = storage.table(SENT_EMAILS_TABLE)
 
     def remember(self, message: SentMessage) -> None:
         partition, key = message_keys(message.message_id)

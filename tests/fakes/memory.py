@@ -281,7 +281,7 @@ class MemoryRejectionStore:
 
 
 class MemoryMessageIndex:
-    """Sent messages by id, as in table `messages`: the first record of a message id stands."""
+    """Sent messages by id, as in table `sentemails`: the first record of a message id stands."""
 
     def __init__(self) -> None:
         self._messages: dict[str, SentMessage] = {}

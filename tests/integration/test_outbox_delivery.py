@@ -18,7 +18,7 @@ from shared.services.delivery import Outbox, deliver
 from shared.services.ports import SentMessage
 from shared.storage.account_store import AccountStore
 from shared.storage.due_index import TableDueIndex
-from shared.storage.layout import MESSAGES_TABLE
+from shared.storage.layout import SENT_EMAILS_TABLE
 from shared.storage.message_index import TableMessageIndex
 from shared.storage.tables import TableStorage
 
@@ -52,7 +52,7 @@ def make_outbox(
     queue_name: str,
 ) -> Outbox:
     storage = TableStorage(azurite.connection_string)
-    storage.ensure_tables((MESSAGES_TABLE,))
+    storage.ensure_tables((SENT_EMAILS_TABLE,))
     return Outbox(
         store=store,
         due=due_index,
