@@ -183,7 +183,18 @@ def describe(partition: AccountPartition) -> dict[str, object]:
         "alerts": [a.model_dump(mode="json") for a in partition.alerts],
         "notifications": [
             n.model_dump(
-                mode="json", include={"id", "template", "status", "attempts", "sent_at", "message_id", "last_error"}
+                mode="json",
+                include={
+                    "id",
+                    "template",
+                    "status",
+                    "attempts",
+                    "sent_at",
+                    "message_id",
+                    "last_error",
+                    "status_detail",
+                    "delivery_attempt_at",
+                },
             )
             for n in partition.notifications
         ],

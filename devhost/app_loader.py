@@ -23,6 +23,7 @@ from devhost.settings import resolve_references
 HTTP_TRIGGER = "httpTrigger"
 QUEUE_TRIGGER = "queueTrigger"
 TIMER_TRIGGER = "timerTrigger"
+EVENT_GRID_TRIGGER = "eventGridTrigger"
 _QUEUE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,54}[a-z0-9]$")  # 63 minus room for "-poison"
 
 QueueBodyType = Literal["message", "str", "bytes"]
@@ -53,6 +54,11 @@ class QueueFunction(FunctionSpec):
     connection_setting: str
     connection_string: str
     body_type: QueueBodyType
+
+
+@dataclass(frozen=True)
+class EventGridFunction(FunctionSpec):
+    """Reached through the host's Event Grid webhook (devhost/eventgrid.py), by its name."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +110,13 @@ def _spec(function: func.Function, environ: Mapping[str, str]) -> FunctionSpec:
             return _queue_spec(trigger, common, environ)
         if trigger.type == TIMER_TRIGGER:
             return _timer_spec(trigger, common, environ)
+        if trigger.type == EVENT_GRID_TRIGGER:
+            return EventGridFunction(**common)
     except ValueError as error:
         raise AppLoadError(f"function '{name}': {error}") from error
     raise AppLoadError(
         f"function '{name}' uses trigger '{trigger.type}'; the local host supports only "
-        f"{HTTP_TRIGGER}, {QUEUE_TRIGGER} and {TIMER_TRIGGER}"
+        f"{HTTP_TRIGGER}, {QUEUE_TRIGGER}, {TIMER_TRIGGER} and {EVENT_GRID_TRIGGER}"
     )
 
 

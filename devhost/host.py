@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from devhost.app_loader import FunctionSpec, HttpFunction, QueueFunction, TimerFunction, import_app, index_functions
+from devhost.app_loader import (
+    EventGridFunction,
+    FunctionSpec,
+    HttpFunction,
+    QueueFunction,
+    TimerFunction,
+    import_app,
+    index_functions,
+)
+from devhost.eventgrid import EventGridEndpoint
 from devhost.host_config import load_host_config
 from devhost.http_server import FunctionHttpServer
 from devhost.invoker import Invoker
@@ -44,6 +53,11 @@ class Host:
             self._invoker,
             os.environ["LOCAL_FUNCTION_KEY"],
             config.route_prefix,
+            eventgrid=EventGridEndpoint(
+                [spec for spec in specs if isinstance(spec, EventGridFunction)],
+                self._invoker,
+                os.environ["LOCAL_FUNCTION_KEY"],
+            ),
         )
         self._listeners = [
             QueueListener(spec, config.queues, self._invoker) for spec in specs if isinstance(spec, QueueFunction)
@@ -96,6 +110,8 @@ class Host:
             )
         if isinstance(spec, QueueFunction):
             return f"queueTrigger on queue '{spec.queue_name}' (connection {spec.connection_setting})"
+        if isinstance(spec, EventGridFunction) and self._server is not None:
+            return f"eventGridTrigger {EventGridEndpoint.url_of(f'http://127.0.0.1:{self._server.port}', spec.name)}"
         if isinstance(spec, TimerFunction):
             startup = ", run_on_startup" if spec.run_on_startup else ""
             upcoming = spec.schedule.next_after(datetime.now(UTC)).isoformat()

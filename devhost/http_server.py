@@ -31,6 +31,7 @@ from devhost.routing import RouteMatch, Router
 
 if TYPE_CHECKING:
     from devhost.app_loader import HttpFunction
+    from devhost.eventgrid import EventGridEndpoint
     from devhost.invoker import Invoker
 
 logger = logging.getLogger("devhost.http")
@@ -54,7 +55,9 @@ class FunctionHttpApp:
         invoker: Invoker,
         function_key: str,
         route_prefix: str,
+        eventgrid: EventGridEndpoint | None = None,
     ) -> None:
+        self.eventgrid = eventgrid
         self.router: Router[HttpFunction] = Router()
         for function in functions:
             self.router.add(function.route, function.methods, function)
@@ -90,6 +93,8 @@ class FunctionHttpApp:
         label = raw_path.decode("latin-1")
         if method not in _METHODS:
             return await _refuse(scope, send, HTTPStatus.NOT_IMPLEMENTED), label
+        if self.eventgrid is not None and self.eventgrid.handles(scope["path"]):
+            return await self._call_eventgrid(scope, receive, send), label
         route_path = self._strip_prefix(scope["path"])
         match, allowed = (None, frozenset[str]()) if route_path is None else self.router.resolve(route_path, method)
         if match is None and allowed:
@@ -98,6 +103,23 @@ class FunctionHttpApp:
         if match is None:
             return await _refuse(scope, send, HTTPStatus.NOT_FOUND), label
         return await self._call(scope, receive, send, match), self._label(match.route.target)
+
+    async def _call_eventgrid(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Event Grid's webhook, as the Functions host serves it (/runtime/webhooks/eventgrid?functionName=...)."""
+        assert self.eventgrid is not None
+        try:
+            body = await read_body(scope, receive, MAX_REQUEST_BYTES)
+        except BodyRefusedError as refused:
+            return 0 if refused.status is None else await _refuse(scope, send, HTTPStatus(refused.status))
+        eventgrid = self.eventgrid
+        answer = await asyncio.get_running_loop().run_in_executor(
+            self._threads,
+            lambda: eventgrid.handle(
+                scope["method"], scope["path"], scope["query_string"].decode("latin-1"), request_headers(scope), body
+            ),
+        )
+        await send_response(send, answer.status, list(answer.headers.items()), answer.body)
+        return answer.status
 
     def _label(self, function: HttpFunction) -> str:
         return f"{self.public_route(function)} [{function.name}]"
@@ -198,8 +220,10 @@ class FunctionHttpServer:
         invoker: Invoker,
         function_key: str,
         route_prefix: str,
+        *,
+        eventgrid: EventGridEndpoint | None = None,
     ) -> None:
-        self.app = FunctionHttpApp(functions, invoker, function_key, route_prefix)
+        self.app = FunctionHttpApp(functions, invoker, function_key, route_prefix, eventgrid)
         self._server = LoopbackServer(self.app, port)
 
     @property

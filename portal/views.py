@@ -76,6 +76,7 @@ _ALERT_LEVELS = {
     "disabled": "danger",
     "deletion_scheduled": "danger",
     "reenabled": "success",
+    "notification_address_undeliverable": "danger",
 }
 
 
@@ -95,12 +96,23 @@ def banners(overview: JsonObject, t: Translator) -> list[Banner]:
             "method": method_label(methods.get(str(method_id)), str(method_id or "")),
             "date": t.date(effective) if effective else t("alert.soon"),
             "kind": kind,
+            "address": str(get(alert, "notificationEmail", "notification_email", default="")),
+            "reason": undeliverable_reason(alert, t),
         }
         key = f"alert.{kind}" if t.has(f"alert.{kind}") else "alert.other"
         if kind == "payment_failed" and not effective:
             key = "alert.payment_failed_undated"
         found.append(Banner(kind=kind, level=_ALERT_LEVELS.get(kind, "info"), text=t(key, **values)))
     return found
+
+
+def undeliverable_reason(alert: JsonObject, t: Translator) -> str:
+    """Why emails to the address do not arrive, in the reader's words, with the receiving side's own in brackets."""
+    reason = t.label("undeliverable", str(get(alert, "reason", default="other")))
+    if reason == get(alert, "reason"):
+        reason = t("undeliverable.other")
+    detail = get(alert, "statusDetail", "status_detail")
+    return f"{reason} ({detail})" if detail else reason
 
 
 def method_choices(overview: JsonObject, t: Translator) -> list[MethodChoice]:

@@ -16,6 +16,7 @@ from azure.core.credentials import TokenCredential
 from shared import connections
 from shared.domain.account_update import AccountUpdatedResult
 from shared.domain.clock import Clock, SystemClock
+from shared.domain.delivery_reports import DeliveryReportOutcome, DeliveryReportResult, EmailDeliveryReport
 from shared.domain.payment_events import AccountUpdatedEvent, PaymentFailedEvent, PaymentReceivedEvent
 from shared.domain.payment_failure import PaymentFailedResult
 from shared.domain.rejection import Rejection, RejectionStatus
@@ -26,6 +27,7 @@ from shared.email import EmailRenderer, OutboxEmailSender
 from shared.services import (
     account_updated,
     account_views,
+    delivery_reports,
     payment_failed,
     payment_received,
     ports,
@@ -41,6 +43,7 @@ from shared.services.ports import (
     DueIndex,
     EmailSender,
     LifecyclePublisher,
+    MessageIndex,
     MessageSender,
     PaymentGateway,
     RejectionStore,
@@ -53,11 +56,12 @@ from shared.settings import Settings, retention_policy
 from shared.storage.account_store import AccountStore
 from shared.storage.audit_log import TableAuditLog
 from shared.storage.due_index import TableDueIndex
+from shared.storage.message_index import TableMessageIndex
 from shared.storage.rejection_store import TableRejectionStore
 from shared.storage.sandbox_gateway import SandboxGateway
 from shared.storage.tables import TableStorage
 from shared.storage.webhook_ledger import TableWebhookLedger
-from shared.telemetry import Telemetry, configure_telemetry
+from shared.telemetry import ACCOUNT_ID, Telemetry, configure_telemetry
 
 # Retention actions that move a subscription into a state, for the transitions metric.
 _STATE_OF_ACTION = {
@@ -82,6 +86,7 @@ class Dependencies:
     gateway: PaymentGateway
     email: EmailSender
     events: LifecyclePublisher
+    messages: MessageIndex
     renderer: ports.EmailRenderer
     telemetry: Telemetry
     storage: TableStorage | None = None  # the raw tables, for operators' tools and the tests that inspect them
@@ -105,6 +110,7 @@ class Dependencies:
             email=self.email,
             renderer=self.renderer,
             events=self.events,
+            messages=self.messages,
             clock=self.clock,
         )
 
@@ -174,6 +180,16 @@ class Dependencies:
             )
         for _ in result.reenabled_subscription_ids:
             self.telemetry.subscription_entered("Enabled")
+        return result
+
+    def apply_delivery_report(self, report: EmailDeliveryReport) -> DeliveryReportResult:
+        with self.telemetry.use_case("apply_delivery_report") as span:
+            result = delivery_reports.apply_delivery_report(
+                report, accounts=self.accounts, messages=self.messages, outbox=self.outbox, clock=self.clock
+            )
+            span.add({ACCOUNT_ID: result.account_id})
+        if result.status is not None and result.outcome is DeliveryReportOutcome.APPLIED:
+            self.telemetry.email_reported(result.status.value)
         return result
 
     def account_overview(self, account_id: str, principal_id: str) -> Overview:
@@ -306,6 +322,7 @@ def build(
         gateway=gateway or SandboxGateway(storage, clock=clock),
         email=email or email_sender(settings, clock, credential),
         events=connections.lifecycle_publisher(access, settings.lifecycle_queue, credential, **hook_options),
+        messages=TableMessageIndex(storage),
         renderer=EmailRenderer(),
         telemetry=telemetry(),
         storage=storage,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from shared.domain.delivery_reports import resolve_if_address_changed
 from shared.domain.model import Account, AccountField, FieldChange, Frozen, ProcessedEvent
 from shared.domain.outbox import Notification
 from shared.domain.partition import AccountPartition
@@ -93,6 +94,7 @@ def set_notification_email(partition: AccountPartition, address: str, change: Fi
         partition.put(
             *(n.model_copy(update={"to_address": address}) for n in partition.all(Notification) if n.is_pending)
         )
+        resolve_if_address_changed(partition, change.at)
     return True
 
 

@@ -17,21 +17,26 @@ from pydantic.alias_generators import to_camel
 
 from shared.domain.effect_ids import effect_id
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
-from shared.domain.model import Frozen, Identifier, PaymentMethodKind, Subscription
+from shared.domain.model import EmailAddress, Frozen, Identifier, PaymentMethodKind, Subscription
 from shared.domain.outbox import LifecycleEvent
 from shared.domain.retention_policy import RetentionPolicy, deletion_date
 from shared.domain.settlement import Settlement
 
 __all__ = [
+    "EmailDelivery",
     "EnablingReason",
     "EventCause",
     "LifecycleEventType",
+    "NotificationAddressUndeliverableData",
     "PaymentMethodReplacedData",
     "RetentionStep",
     "SubscriptionDeletedData",
     "SubscriptionDisabledData",
     "SubscriptionEnabledData",
+    "UndeliverableReason",
     "event_id",
+    "notification_address_subject",
+    "notification_address_undeliverable",
     "payment_method_replaced",
     "payment_method_subject",
     "subscription_deleted",
@@ -46,6 +51,7 @@ class LifecycleEventType(StrEnum):
     SUBSCRIPTION_DISABLED = "subscription.disabled"
     SUBSCRIPTION_DELETED = "subscription.deleted"
     PAYMENT_METHOD_REPLACED = "payment_method.replaced"
+    NOTIFICATION_ADDRESS_UNDELIVERABLE = "notification_address.undeliverable"
 
 
 class RetentionStep(Frozen):
@@ -54,8 +60,18 @@ class RetentionStep(Frozen):
     reference: datetime | None
 
 
-# What an event happened because of: a settlement (card, wire) or a step of the retention timer.
-EventCause = Settlement | RetentionStep
+class EmailDelivery(Frozen):
+    """A delivery report of one email as the cause of an event, named by the id ACS knows the message by."""
+
+    message_id: str = Field(min_length=1, max_length=256)
+
+    @property
+    def id(self) -> str:
+        return self.message_id
+
+
+# What an event happened because of: a settlement (card, wire), a step of the retention timer, an email's delivery.
+EventCause = Settlement | RetentionStep | EmailDelivery
 
 
 def _utc_timestamp(moment: datetime) -> str:
@@ -112,6 +128,20 @@ class PaymentMethodReplacedData(_EventData):
     settlement_id: Identifier
 
 
+# The delivery statuses that make an address undeliverable (shared/domain/delivery_reports.py decides which).
+UndeliverableReason = Literal["bounced", "suppressed", "failed"]
+
+
+class NotificationAddressUndeliverableData(_EventData):
+    account_id: Identifier
+    # The billing engine gave pastdue this address (payment.failed) and is where it gets corrected; logs never carry it.
+    notification_email: EmailAddress
+    reason: UndeliverableReason
+    status_detail: str | None = Field(max_length=512)
+    message_id: str = Field(min_length=1, max_length=256)
+    reported_at: UtcTimestamp
+
+
 def subscription_subject(account_id: str, subscription_id: str) -> str:
     return f"/accounts/{account_id}/subscriptions/{subscription_id}"
 
@@ -120,12 +150,17 @@ def payment_method_subject(account_id: str, payment_method_id: str) -> str:
     return f"/accounts/{account_id}/paymentMethods/{payment_method_id}"
 
 
+def notification_address_subject(account_id: str) -> str:
+    return f"/accounts/{account_id}/notificationAddress"
+
+
 def event_id(event_type: LifecycleEventType, cause: EventCause, account_id: str, subject_id: str) -> str:
     """The stable id of an event: the same cause gives the same id however often the event is published."""
-    # Two derivations because published ids are contracts (consumers de-duplicate by them): events caused by a
-    # settlement have always been `le-` + a hash of settlement, type and subject (a settlement id already names its
-    # account); events of a retention step have always had the timer's effect-id form, account-qualified.
-    if isinstance(cause, Settlement):
+    # Two derivations because published ids are contracts (consumers de-duplicate by them): events caused by
+    # something with an id of its own (a settlement, which already names its account; an email's message id) are
+    # `le-` + a hash of that id, type and subject; events of a retention step have always had the timer's effect-id
+    # form, account-qualified.
+    if isinstance(cause, Settlement | EmailDelivery):
         return "le-" + hashlib.sha256(f"{cause.id}|{event_type.value}|{subject_id}".encode()).hexdigest()[:32]
     return effect_id(event_type.value, cause.reference, f"{account_id}.{subject_id}")
 
@@ -192,6 +227,35 @@ def payment_method_replaced(account_id: str, settlement: Settlement, *, at: date
         id=event_id(event_type, settlement, account_id, settlement.payment_method_id),
         type=event_type.value,
         subject=payment_method_subject(account_id, settlement.payment_method_id),
+        time=at,
+        data=data.model_dump(mode="json", by_alias=True),
+    )
+
+
+def notification_address_undeliverable(
+    account_id: str,
+    address: str,
+    *,
+    reason: UndeliverableReason,
+    detail: str | None,
+    cause: EmailDelivery,
+    reported_at: datetime,
+    at: datetime,
+) -> LifecycleEvent:
+    """Emails to the account's notification address cannot be delivered: the billing engine should get a new one."""
+    data = NotificationAddressUndeliverableData(
+        account_id=account_id,
+        notification_email=address,
+        reason=reason,
+        status_detail=detail,
+        message_id=cause.message_id,
+        reported_at=reported_at,
+    )
+    event_type = LifecycleEventType.NOTIFICATION_ADDRESS_UNDELIVERABLE
+    return LifecycleEvent(
+        id=event_id(event_type, cause, account_id, account_id),
+        type=event_type.value,
+        subject=notification_address_subject(account_id),
         time=at,
         data=data.model_dump(mode="json", by_alias=True),
     )

@@ -223,6 +223,7 @@ class AlertKind(StrEnum):
     DISABLED = "disabled"
     DELETION_SCHEDULED = "deletion_scheduled"
     REENABLED = "reenabled"
+    NOTIFICATION_ADDRESS_UNDELIVERABLE = "notification_address_undeliverable"
 
 
 class Alert(Frozen):
@@ -235,6 +236,12 @@ class Alert(Frozen):
     created_at: datetime
     effective_date: date | None = None
     resolved_at: datetime | None = None
+    # An undeliverable notification address: which one, why (a delivery status and the receiver's words), and the
+    # delivery attempt that showed it.
+    email_address: EmailAddress | None = None
+    reason: str | None = Field(default=None, max_length=32)
+    detail: str | None = Field(default=None, max_length=512)
+    reported_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:

@@ -12,11 +12,19 @@ from shared.domain.model import MAX_EMAIL_LENGTH, Frozen, Identifier, Locale
 
 MAX_SEND_ATTEMPTS = 12
 _BACKOFF_CAP = timedelta(hours=6)
+STATUS_DETAIL_LENGTH = 512
 
 
 class NotificationStatus(StrEnum):
+    """Where an email is: waiting, handed to the mailer, or what its delivery report said (FAILED: either gave up)."""
+
     PENDING = "pending"
     SENT = "sent"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+    QUARANTINED = "quarantined"
+    FILTERED_SPAM = "filtered_spam"
     FAILED = "failed"
 
 
@@ -37,6 +45,9 @@ class Notification(Frozen):
     sent_at: datetime | None = None
     message_id: str | None = None
     last_error: str | None = None
+    # From the latest delivery report: what the receiving side said, and when that delivery attempt was made.
+    status_detail: str | None = Field(default=None, max_length=STATUS_DETAIL_LENGTH)
+    delivery_attempt_at: datetime | None = None
 
     @property
     def is_pending(self) -> bool:
@@ -64,6 +75,21 @@ class Notification(Frozen):
         backoff = min(timedelta(minutes=2 ** (attempts - 1)), _BACKOFF_CAP)
         delay = max(backoff, retry_after or timedelta(0))
         return self.model_copy(update={"attempts": attempts, "next_attempt_at": at + delay, "last_error": error})
+
+    def record_delivery(
+        self, status: NotificationStatus, detail: str | None, attempt_at: datetime, message_id: str
+    ) -> Self:
+        """What a delivery report says; an email still pending here was sent, its outcome just not recorded yet."""
+        return self.model_copy(
+            update={
+                "status": status,
+                "status_detail": detail[:STATUS_DETAIL_LENGTH] if detail else None,
+                "delivery_attempt_at": attempt_at,
+                "message_id": self.message_id or message_id,
+                "sent_at": self.sent_at or attempt_at,
+                "attempts": self.attempts or 1,
+            }
+        )
 
     def mark_failed(self, error: str, at: datetime) -> Self:
         return self.model_copy(

@@ -14,6 +14,7 @@ from jinja2 import (
 )
 
 from shared.domain.email import EmailRenderingError, RenderedEmail
+from shared.locales import format_date, format_money, locale_fallbacks, same_language
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,9 +22,8 @@ if TYPE_CHECKING:
     from jinja2 import Template
 
 DEFAULT_TEMPLATE_DIRECTORY = Path(__file__).parent / "templates"
-DEFAULT_LOCALE = "en-US"
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
-_LOCALE_NAME = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
+_SUBJECT_SPACE = re.compile(r"[^\S\u00a0\u202f]+")
 
 
 class UnknownEmailTemplateError(EmailRenderingError):
@@ -35,7 +35,13 @@ class MissingTemplateValueError(EmailRenderingError):
 
 
 class EmailRenderer:
-    """Renders `<locale>/<template>.{subject,txt,html}.j2`; locale fallback: exact, language, same language, en-US."""
+    """Renders `<locale>/<template>.{subject,txt,html}.j2`; locale fallback: exact, language, same language, en-US.
+
+    A locale is a folder of templates. Money and dates are written by shared/locales.py (CLDR) in the account's
+    locale when the templates are in its language (nl-BE reads nl-NL's words with Belgian formatting), else in
+    the templates' locale, so an email never mixes one language's words with another's notation. The
+    `_format.j2` macros of each folder call `format_money` and `format_date` with `formatting_locale`.
+    """
 
     def __init__(self, template_dir: Path | None = None) -> None:
         directory = template_dir or DEFAULT_TEMPLATE_DIRECTORY
@@ -48,11 +54,13 @@ class EmailRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self._environment.globals.update(format_money=format_money, format_date=format_date)
 
     def render(self, template: str, locale: str, context: Mapping[str, object]) -> RenderedEmail:
         """Render the subject, plain text and HTML of one template in the best available locale."""
         resolved_locale = self._resolve_locale(template, locale)
-        values = {"template_locale": resolved_locale, **context}
+        formatting_locale = locale if same_language(locale, resolved_locale) else resolved_locale
+        values = {"template_locale": resolved_locale, "formatting_locale": formatting_locale, **context}
         try:
             subject = self._part(resolved_locale, template, "subject").render(values)
             plain_text = self._part(resolved_locale, template, "txt").render(values)
@@ -61,13 +69,14 @@ class EmailRenderer:
             raise MissingTemplateValueError(f"{template} ({resolved_locale}): {error.message}") from error
         except TemplateNotFound as error:
             raise UnknownEmailTemplateError(f"{template} ({resolved_locale}): missing {error.name}") from error
-        # A subject is one header line; a stray newline from the template would break or inject headers.
-        return RenderedEmail(subject=" ".join(subject.split()), plain_text=plain_text, html=html)
+        # A subject is one header line; a stray newline from the template would break or inject headers. CLDR's
+        # no-break spaces (in "€ 62,45") stay: they are what keeps an amount together.
+        return RenderedEmail(subject=_SUBJECT_SPACE.sub(" ", subject).strip(), plain_text=plain_text, html=html)
 
     def _resolve_locale(self, template: str, locale: str) -> str:
         if not _TEMPLATE_NAME.fullmatch(template):
             raise UnknownEmailTemplateError(f"invalid template name {template!r}")
-        for candidate in _locale_fallbacks(locale, self._locales):
+        for candidate in locale_fallbacks(locale, self._locales):
             try:
                 self._part(candidate, template, "subject")
             except TemplateNotFound:
@@ -77,13 +86,3 @@ class EmailRenderer:
 
     def _part(self, locale: str, template: str, part: str) -> Template:
         return self._environment.get_template(f"{locale}/{template}.{part}.j2")
-
-
-def _locale_fallbacks(locale: str, available: list[str]) -> list[str]:
-    normalized = locale.replace("_", "-")
-    candidates = []
-    if _LOCALE_NAME.fullmatch(normalized):
-        language = normalized.split("-", 1)[0]
-        candidates = [normalized, language, *(name for name in available if name.startswith(f"{language}-"))]
-    candidates.append(DEFAULT_LOCALE)
-    return list(dict.fromkeys(candidates))

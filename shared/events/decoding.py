@@ -1,4 +1,5 @@
-"""Turn a queue message body into an incoming event, or into a reason why it is not one."""
+"""Turn a queue message body into an incoming event, or an Event Grid event's data into an email delivery report,
+or into a reason why it is not one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.domain.delivery_reports import EMAIL_DELIVERY_REPORT, EmailDeliveryReport
 from shared.domain.payment_events import (
     ACCOUNT_UPDATED,
     PAYMENT_FAILED,
@@ -58,6 +60,23 @@ def decode_payment_event(body: bytes) -> IncomingEvent:
         return model.model_validate(document)
     except ValidationError as error:
         raise InvalidEventError(validation_reason(error), event_id, event_type) from None
+
+
+def decode_delivery_report(event_type: str | None, data: object) -> EmailDeliveryReport:
+    """The report in the `data` of an Event Grid event (either schema; JSON text is read too)."""
+    if event_type != EMAIL_DELIVERY_REPORT:
+        raise InvalidEventError(f"type: {str(event_type)[:64]!r} is not {EMAIL_DELIVERY_REPORT}")
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError:
+            raise InvalidEventError("data is not valid JSON", event_type=event_type) from None
+    if not isinstance(data, dict):
+        raise InvalidEventError("data must be a JSON object", event_type=event_type)
+    try:
+        return EmailDeliveryReport.model_validate(data)
+    except ValidationError as error:
+        raise InvalidEventError(validation_reason(error), event_type=event_type) from None
 
 
 def validation_reason(error: ValidationError) -> str:

@@ -3,7 +3,9 @@
 Each effect was recorded in the same transaction as its cause. Delivery comes after the commit and is safe to
 repeat: an email's operation id is derived from the notification, so ACS (and the local outbox) drop a repeat;
 lifecycle events carry stable ids that consumers de-duplicate by. Whatever is still pending is put on the due
-index, so the timer finishes the job if this process does not.
+index, so the timer finishes the job if this process does not. Each sent email's message id goes into the message
+index just before the commit that records the send (the index lives in another table, so no transaction holds
+both): a delivery report can always be mapped back to its notification.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from shared.services.ports import (
     EmailRenderer,
     EmailSender,
     LifecyclePublisher,
+    MessageIndex,
+    SentMessage,
 )
 from shared.services.unit_of_work import with_fresh_partition
 
@@ -42,6 +46,7 @@ class Outbox:
     email: EmailSender
     renderer: EmailRenderer
     events: LifecyclePublisher
+    messages: MessageIndex
     clock: Clock
 
 
@@ -91,6 +96,9 @@ def deliver(outbox: Outbox, account_id: str, partition: AccountPartition | None 
         current.delete(*published)
         return current
 
+    for outcome in outcomes:
+        if outcome.message_id is not None and not outcome.is_pending:
+            outbox.messages.remember(SentMessage(outcome.message_id, account_id, outcome.id))
     if outcomes or published:
         try:
             outbox.store.commit(record(partition))

@@ -132,6 +132,25 @@ class EmailRenderer(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SentMessage:
+    """Which account's notification an email that went out is: what a delivery report is mapped back by."""
+
+    message_id: str
+    account_id: str
+    notification_id: str
+
+
+class MessageIndex(Protocol):
+    """From the id the mailer knows an email by to the notification it carries (a look-up across accounts)."""
+
+    def remember(self, message: SentMessage) -> None:
+        """Record the message; remembering it again changes nothing (the first record stands)."""
+        ...
+
+    def find(self, message_id: str) -> SentMessage | None: ...
+
+
 class LifecyclePublisher(Protocol):
     def publish(self, event: LifecycleEvent) -> None: ...
 

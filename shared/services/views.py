@@ -66,6 +66,10 @@ class AlertView(View):
     subscription_ids: tuple[str, ...]
     created_at: datetime
     effective_date: date | None
+    # Only on `notification_address_undeliverable`: the address, and why emails to it cannot be delivered.
+    notification_email: str | None = None
+    reason: str | None = None
+    status_detail: str | None = None
 
 
 class PaymentMethodView(View):
@@ -138,6 +142,10 @@ class NotificationStatusView(View):
     created_at: datetime
     sent_at: datetime | None
     last_error: str | None
+    # The id ACS knows the email by, and the receiving side's words from its latest delivery report (or why sending
+    # failed).
+    message_id: str | None = None
+    status_detail: str | None = None
 
 
 class NotificationEmailView(View):
@@ -177,6 +185,9 @@ def overview_of(partition: AccountPartition) -> Overview:
             subscription_ids=alert.subscription_ids,
             created_at=alert.created_at,
             effective_date=alert.effective_date,
+            notification_email=alert.email_address,
+            reason=alert.reason,
+            status_detail=alert.detail,
         )
         for alert in sorted(partition.alerts, key=lambda a: (a.created_at, a.id))
         if alert.is_open
@@ -299,6 +310,8 @@ def notification_view(partition: AccountPartition, *, changed: bool) -> Notifica
                 created_at=n.created_at,
                 sent_at=n.sent_at,
                 last_error=n.last_error,
+                message_id=n.message_id,
+                status_detail=n.status_detail or n.last_error,
             )
             for n in recent
         ),

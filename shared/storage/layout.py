@@ -9,6 +9,7 @@
 | `rejections` | `rejection`                                   | the rejection id (the queue message id)         |
 | `webhooks`   | `wh-NN` (hash of the webhook id, 16 shards)   | SHA-256 of the webhook id                       |
 | `gateway`    | `sandbox-charges`                             | SHA-256 of the gateway idempotency key          |
+| `sentemails` | `msg-NN` (hash of the message id, 16 shards)  | SHA-256 of the message id (ACS message id)      |
 
 `accounts`: one partition per billing account, so that everything that must change together changes in one
 entity-group transaction; the root row carries a version that every write bumps with its ETag, which makes each
@@ -34,7 +35,16 @@ AUDIT_TABLE = "audit"
 WEBHOOKS_TABLE = "webhooks"
 GATEWAY_TABLE = "gateway"
 REJECTIONS_TABLE = "rejections"
-ALL_TABLES = (ACCOUNTS_TABLE, DUE_TABLE, AUDIT_TABLE, REJECTIONS_TABLE, WEBHOOKS_TABLE, GATEWAY_TABLE)
+SENT_EMAILS_TABLE = "sentemails"
+ALL_TABLES = (
+    ACCOUNTS_TABLE,
+    DUE_TABLE,
+    AUDIT_TABLE,
+    REJECTIONS_TABLE,
+    WEBHOOKS_TABLE,
+    GATEWAY_TABLE,
+    SENT_EMAILS_TABLE,
+)
 
 # --- accounts ---------------------------------------------------------------------------------------------------
 
@@ -148,3 +158,14 @@ GATEWAY_PARTITION = "sandbox-charges"
 
 def gateway_row_key(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+# --- sentemails ---------------------------------------------------------------------------------------------------
+
+MESSAGE_SHARDS = 16
+
+
+def message_keys(message_id: str) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of a sent email's message id: hashed, so any id the mailer gives is a valid key."""
+    key = hashlib.sha256(message_id.encode()).hexdigest()
+    return f"msg-{int(key[:4], 16) % MESSAGE_SHARDS:02d}", key

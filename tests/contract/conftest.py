@@ -19,6 +19,7 @@ from shared.storage.account_store import AccountStore
 from shared.storage.audit_log import TableAuditLog
 from shared.storage.due_index import TableDueIndex
 from shared.storage.layout import ACCOUNTS_TABLE, account_row_key
+from shared.storage.message_index import TableMessageIndex
 from shared.storage.rejection_store import TableRejectionStore
 from shared.storage.sandbox_gateway import SandboxGateway
 from shared.storage.tables import TableStorage
@@ -27,6 +28,7 @@ from tests.fakes.memory import (
     MemoryAccountStore,
     MemoryAuditLog,
     MemoryDueIndex,
+    MemoryMessageIndex,
     MemoryRejectionStore,
     MemorySandboxGateway,
     MemoryWebhookLedger,
@@ -78,6 +80,10 @@ class MemoryBackend:
     def gateway(self) -> MemorySandboxGateway:
         return MemorySandboxGateway()
 
+    @cached_property
+    def messages(self) -> MemoryMessageIndex:
+        return MemoryMessageIndex()
+
     def webhook_ledger(self, clock: Clock) -> MemoryWebhookLedger:
         return MemoryWebhookLedger(clock=clock)
 
@@ -111,6 +117,10 @@ class AzuriteBackend:
     @cached_property
     def gateway(self) -> SandboxGateway:
         return SandboxGateway(self.tables, clock=self._clock)
+
+    @cached_property
+    def messages(self) -> TableMessageIndex:
+        return TableMessageIndex(self.tables)
 
     def webhook_ledger(self, clock: Clock) -> TableWebhookLedger:
         return TableWebhookLedger(self.tables, clock=clock)

@@ -37,7 +37,7 @@ from shared.domain.partition import ACCOUNT_ROW, AccountPartition, row_id
 from shared.domain.payments import ChargeOutcome, GatewayKeyReuseError
 from shared.domain.rejection import Rejection, RejectionStatus
 from shared.domain.settlement import Settlement
-from shared.services.ports import DueEntry
+from shared.services.ports import DueEntry, SentMessage
 from shared.services.unit_of_work import with_fresh_partition
 from shared.webhooks import VerifiedWebhook, WebhookDelivery, WebhookReplayError, request_fingerprint
 
@@ -445,6 +445,37 @@ def test_deletions_are_kept_per_account_and_per_subscription(backend: Any) -> No
     assert backend.audit.deletions(account_id) == [records[1], records[0]]
     assert backend.audit.deletions(other_account) == [records[2]]
     assert backend.audit.deletions(new_id()) == []
+
+
+# --- the message index ---------------------------------------------------------------------------------------------
+
+
+def test_a_remembered_message_is_found_by_its_id_and_an_unknown_one_is_not(backend: Any) -> None:
+    message = SentMessage(message_id=str(uuid.uuid4()), account_id=new_id(), notification_id="ntf:payment-failed")
+
+    backend.messages.remember(message)
+
+    assert backend.messages.find(message.message_id) == message
+    assert backend.messages.find(str(uuid.uuid4())) is None
+
+
+def test_the_first_record_of_a_message_id_stands(backend: Any) -> None:
+    message_id = str(uuid.uuid4())
+    first = SentMessage(message_id=message_id, account_id=new_id(), notification_id="n-1")
+
+    backend.messages.remember(first)
+    backend.messages.remember(SentMessage(message_id=message_id, account_id=new_id(), notification_id="n-2"))
+
+    assert backend.messages.find(message_id) == first
+
+
+@pytest.mark.parametrize("message_id", ["<a1b2@outbox.pastdue.invalid>", "id/with#characters?keys=refuse", "x" * 300])
+def test_any_message_id_the_mailer_gives_can_be_remembered(backend: Any, message_id: str) -> None:
+    message = SentMessage(message_id=message_id, account_id=new_id(), notification_id="n-1")
+
+    backend.messages.remember(message)
+
+    assert backend.messages.find(message_id) == message
 
 
 # --- the webhook ledger ---------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from shared.domain.partition import ACCOUNT_ROW, AccountPartition, RowId
 from shared.domain.payments import GATEWAY_TIMEOUT, ChargeOutcome, ChargeResult, GatewayKeyReuseError
 from shared.domain.rejection import Rejection, is_rejection_id
 from shared.email import EmailRenderer
-from shared.services.ports import AccountUnitOfWork, DueEntry, StoredRejection, whole_second_up
+from shared.services.ports import AccountUnitOfWork, DueEntry, SentMessage, StoredRejection, whole_second_up
 from shared.settings import Settings
 from shared.storage.account_store import MAX_TRANSACTION_OPERATIONS
 from shared.storage.codec import data_properties, decode
@@ -301,6 +301,22 @@ class MemoryRejectionStore:
         return True
 
 
+class MemoryMessageIndex:
+    """Sent messages by id, as in table `sentemails`: the first record of a message id stands."""
+
+    def __init__(self) -> None:
+        self._messages: dict[str, SentMessage] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, message: SentMessage) -> None:
+        with self._lock:
+            self._messages.setdefault(message.message_id, message)
+
+    def find(self, message_id: str) -> SentMessage | None:
+        with self._lock:
+            return self._messages.get(message_id)
+
+
 # --- gateway, email, lifecycle events -------------------------------------------------------------------------------
 
 
@@ -478,6 +494,7 @@ def build_in_memory(settings: Settings | None = None, clock: Clock | None = None
         gateway=MemorySandboxGateway(),
         email=MemoryEmailSender(),
         events=MemoryLifecyclePublisher(),
+        messages=MemoryMessageIndex(),
         renderer=_shared_renderer(),
         telemetry=telemetry(),
         storage=None,

@@ -15,8 +15,12 @@ from shared.domain.model import Account
 from shared.domain.outbox import LifecycleEvent, Notification, NotificationStatus
 from shared.email import EmailRenderer, OutboxEmailSender
 from shared.services.delivery import Outbox, deliver
+from shared.services.ports import SentMessage
 from shared.storage.account_store import AccountStore
 from shared.storage.due_index import TableDueIndex
+from shared.storage.layout import SENT_EMAILS_TABLE
+from shared.storage.message_index import TableMessageIndex
+from shared.storage.tables import TableStorage
 
 NOW = datetime(2026, 11, 24, 10, tzinfo=UTC)
 
@@ -47,12 +51,15 @@ def make_outbox(
     clock: FixedClock,
     queue_name: str,
 ) -> Outbox:
+    storage = TableStorage(azurite.connection_string)
+    storage.ensure_tables((SENT_EMAILS_TABLE,))
     return Outbox(
         store=store,
         due=due_index,
         email=sender,
         renderer=EmailRenderer(),
         events=QueueLifecyclePublisher(azurite.connection_string, queue_name),
+        messages=TableMessageIndex(storage),
         clock=clock,
     )
 
@@ -114,6 +121,8 @@ def test_a_throttled_email_stays_pending_is_put_on_the_due_index_and_is_sent_onc
     assert (second.sent, third.sent, sent.status) == (["n-1"], [], NotificationStatus.SENT)
     assert len(set(sender.operation_ids)) == 1  # the retry carried the same operation id
     assert len(list(tmp_path.glob("*.eml"))) == 1
+    assert sent.message_id is not None
+    assert outbox.messages.find(sent.message_id) == SentMessage(sent.message_id, account_id, "n-1")
 
 
 def test_an_email_that_cannot_be_rendered_is_set_aside_and_the_others_still_go(

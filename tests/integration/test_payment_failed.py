@@ -363,10 +363,11 @@ def test_an_event_with_more_rows_than_one_transaction_is_committed_completely(
     assert notification.context["total_outstanding"] == "120.00"
 
 
-def test_a_failed_payment_on_one_subscription_costs_at_most_four_storage_requests(
+def test_a_failed_payment_on_one_subscription_costs_four_storage_requests_and_one_per_email_sent(
     azurite: AzuriteProcess, outbox_dir: Path, clock: FixedClock, account_id: str
 ) -> None:
-    # Read, one due-index transaction (recovery and first reminder share the account's shard), commit, delivery.
+    # Read, one due-index transaction (recovery and first reminder share the account's shard), commit, delivery; and
+    # per email sent one insert into the sent-emails index that maps ACS delivery reports to their account.
     counter = RequestCounter()
     settings = Settings(
         storage_connection_string=SecretStr(azurite.connection_string), outbox_dir=outbox_dir, portal_base_url=PORTAL
@@ -378,8 +379,8 @@ def test_a_failed_payment_on_one_subscription_costs_at_most_four_storage_request
     result = deps.apply_payment_failed(event_of(document))
 
     requests = counter.reset()
-    assert result.emails_sent
-    assert requests <= 4, requests
+    assert len(result.emails_sent) == 1
+    assert requests <= 4 + len(result.emails_sent), requests
     scheduled = [e.due_at for e in deps.due.due(NOW + timedelta(days=60)) if e.account_id == account_id]
     assert sorted(scheduled) == [NOW.replace(microsecond=0) + RECOVERY_DELAY, NOW + timedelta(days=7)]
 
@@ -667,8 +668,8 @@ def test_the_dutch_email_is_rendered_from_the_nl_nl_templates_into_one_eml_file(
     assert message["Subject"] == "Uw betaling kon niet worden verwerkt: voldoe uw openstaande saldo"
     assert message["To"] == "billing@contoso.example"
     assert "uw kaart Visa •••• 4242, omdat het saldo ontoereikend was" in text
-    assert "Openstaand saldo op deze betaalmethode: EUR 49,95" in text
-    assert "- Productie <EU> & co (Azure): EUR 49,95, wordt op 24 december 2026 beëindigd" in text
+    assert "Openstaand saldo op deze betaalmethode: €\u00a049,95" in text
+    assert "- Productie <EU> & co (Azure): €\u00a049,95, wordt op 24 december 2026 beëindigd" in text
     assert "- Dev/Test (Azure)" in text
     assert "90 dagen later, op 24 maart 2027, worden de gegevens definitief verwijderd." in text
     assert f"{PORTAL}/accounts/{account_id}/settle?subscription=sub-a" in text
@@ -692,8 +693,8 @@ def test_the_english_email_for_a_hard_decline_asks_for_another_payment_method(
     assert message["Subject"] == "Your payment could not be processed: please settle your balance"
     assert "from your card Visa •••• 4242 because the card has expired." in text
     assert "This payment method can no longer be used." in text
-    assert "Now outstanding on this payment method: EUR 49.95" in text
-    assert "- Production (Azure): EUR 49.95, cancelled on December 24, 2026 unless paid" in text
+    assert "Now outstanding on this payment method: €49.95" in text
+    assert "- Production (Azure): €49.95, cancelled on December 24, 2026 unless paid" in text
     assert "90 days later, on March 24, 2027, their data is deleted for good." in text
     assert '<html lang="en-US">' in html
     assert "<strong>This payment method can no longer be used.</strong>" in html

@@ -88,7 +88,7 @@ def test_a_throttled_send_stays_pending_until_retry_after_then_goes_out_once(
     assert (
         delivered.message["content"]["subject"] == "Uw betaling kon niet worden verwerkt: voldoe uw openstaande saldo"
     )
-    assert "EUR 49,95" in delivered.message["content"]["plainText"]
+    assert "€\u00a049,95" in delivered.message["content"]["plainText"]
 
     deliver(deps.outbox, account_id)
     deps.apply_payment_failed(event)

@@ -186,9 +186,9 @@ def test_a_run_reads_only_the_due_accounts_whatever_else_is_stored(world: World)
     requests = world.counter.reset()
     assert sorted(a.account_id for a in report.actions) == sorted(due_accounts)
     assert report.entries_due == 3
-    # Per due account: read, schedule the next review, commit, record the sent email, remove the entry;
-    # once per run: one query for expired webhook ids (none here).
-    assert requests == DUE_SHARDS + 3 * 5 + 1
+    # Per due account: read, schedule the next review, commit, index the sent email's message id, record the sent
+    # email, remove the entry; once per run: one query for expired webhook ids (none here).
+    assert requests == DUE_SHARDS + 3 * 6 + 1
 
 
 def test_a_subscription_paid_but_still_disabled_is_re_enabled_and_reported(world: World) -> None:
@@ -284,7 +284,7 @@ def test_a_dutch_account_gets_dutch_emails_with_dutch_dates_and_amounts(world: W
 
     (email,) = world.email.sent
     assert email.subject == f"{SUBSCRIPTION_NAME} is uitgeschakeld; de gegevens worden op 5 mei 2027 verwijderd"
-    assert "EUR 1.234,50" in email.plain_text
+    assert "€\u00a01.234,50" in email.plain_text
     assert 'lang="nl-NL"' in email.html
 
 

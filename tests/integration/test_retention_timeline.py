@@ -96,7 +96,7 @@ def test_every_email_names_the_cancellation_or_deletion_date_and_goes_out_once(t
     assert {email.to_address for email in sender.sent} == {ADMIN_EMAIL}
     assert len({email.operation_id for email in sender.sent}) == 8
     assert len(sender.eml_files) == 8
-    assert "EUR 1,234.50" in sender.sent[0].plain_text
+    assert "€1,234.50" in sender.sent[0].plain_text
     assert "in 1 day)" in sender.sent[6].plain_text
 
 

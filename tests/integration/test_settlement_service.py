@@ -122,7 +122,7 @@ def test_a_successful_payment_sends_one_receipt_and_publishes_the_lifecycle_even
     emails = sent_emails(deps)
     assert len(emails) == 1
     assert emails[0]["To"] == "billing@contoso.example"
-    assert "EUR 69.95" in emails[0]["Subject"]
+    assert "€69.95" in emails[0]["Subject"]
     receipt = load(deps, account).get(Notification, f"receipt-{settlement_id_for(account.id, 'key-1')}")
     assert receipt is not None
     assert receipt.status is NotificationStatus.SENT
@@ -142,7 +142,7 @@ def test_the_receipt_is_written_in_the_accounts_locale(deps: Dependencies) -> No
 
     deps.settle_balance(settle_command(account.id))
 
-    assert sent_emails(deps)[0]["Subject"].startswith("Betaling ontvangen: EUR 69,95")
+    assert sent_emails(deps)[0]["Subject"].startswith("Betaling ontvangen: €\u00a069,95")
 
 
 def test_a_successful_payment_leaves_a_safety_net_on_the_due_index(deps: Dependencies, account: AccountData) -> None:

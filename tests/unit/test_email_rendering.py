@@ -60,7 +60,7 @@ def test_an_unknown_region_falls_back_to_another_region_of_the_same_language(ren
 
 
 def test_a_language_without_templates_falls_back_to_english(renderer: EmailRenderer) -> None:
-    rendered = renderer.render("_smoke", "de-DE", SMOKE_CONTEXT)
+    rendered = renderer.render("_smoke", "fr-FR", SMOKE_CONTEXT)
 
     assert rendered.subject == "Smoke test for Ada"
 

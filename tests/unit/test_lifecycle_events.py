@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, get_args
 
@@ -11,14 +12,18 @@ from pydantic import BaseModel, ValidationError
 
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.lifecycle_events import (
+    EmailDelivery,
     EnablingReason,
     LifecycleEventType,
+    NotificationAddressUndeliverableData,
     PaymentMethodReplacedData,
     RetentionStep,
     SubscriptionDeletedData,
     SubscriptionDisabledData,
     SubscriptionEnabledData,
+    UndeliverableReason,
     event_id,
+    notification_address_undeliverable,
     payment_method_replaced,
     subscription_deleted,
     subscription_disabled,
@@ -42,7 +47,10 @@ DATA_MODELS: dict[str, type[BaseModel]] = {
     "subscriptionDisabledData": SubscriptionDisabledData,
     "subscriptionDeletedData": SubscriptionDeletedData,
     "paymentMethodReplacedData": PaymentMethodReplacedData,
+    "notificationAddressUndeliverableData": NotificationAddressUndeliverableData,
 }
+MESSAGE_ID = "2f0c7e52-5d0b-4c3e-9a51-6c6f1f1e9b11"
+BOUNCED_AT = datetime(2027, 1, 4, 10, 0, 42, tzinfo=UTC)
 
 
 def past_due(subscription_id: str = "sub-1") -> Subscription:
@@ -108,6 +116,15 @@ def every_factory() -> dict[str, LifecycleEvent]:
             at=DISABLED_AT + timedelta(days=90),
         ),
         "payment method replaced": payment_method_replaced(ACCOUNT, settlement, at=PAID_AT),
+        "address undeliverable": notification_address_undeliverable(
+            ACCOUNT,
+            "billing@contoso.example",
+            reason="bounced",
+            detail="550 5.1.1 mailbox unavailable",
+            cause=EmailDelivery(message_id=MESSAGE_ID),
+            reported_at=BOUNCED_AT,
+            at=BOUNCED_AT + timedelta(seconds=3),
+        ),
     }
 
 
@@ -179,6 +196,36 @@ def test_payment_method_replaced_is_about_the_method_that_paid() -> None:
     assert event.data["previousPaymentMethodId"] == "pm-visa"
     assert event.data["subscriptionIds"] == ["sub-1", "sub-2"]
     assert event.data["paymentMethodKind"] == "card"
+
+
+def test_an_undeliverable_address_event_names_the_address_the_reason_and_the_email() -> None:
+    event = EVENTS["address undeliverable"]
+
+    assert event.subject == "/accounts/acc-1/notificationAddress"
+    assert event.time == BOUNCED_AT + timedelta(seconds=3)
+    assert event.data == {
+        "accountId": "acc-1",
+        "notificationEmail": "billing@contoso.example",
+        "reason": "bounced",
+        "statusDetail": "550 5.1.1 mailbox unavailable",
+        "messageId": MESSAGE_ID,
+        "reportedAt": "2027-01-04T10:00:42Z",
+    }
+
+
+def test_an_undeliverable_address_event_id_follows_the_rule_of_events_with_a_cause_of_their_own() -> None:
+    expected = hashlib.sha256(f"{MESSAGE_ID}|notification_address.undeliverable|acc-1".encode()).hexdigest()[:32]
+    undeliverable = LifecycleEventType.NOTIFICATION_ADDRESS_UNDELIVERABLE
+    other = EmailDelivery(message_id="another-message")
+
+    assert EVENTS["address undeliverable"].id == f"le-{expected}"
+    assert event_id(undeliverable, other, ACCOUNT, ACCOUNT) != EVENTS["address undeliverable"].id
+
+
+def test_the_schema_lists_the_reasons_an_address_is_undeliverable() -> None:
+    reasons = SCHEMA["$defs"]["notificationAddressUndeliverableData"]["properties"]["reason"]["enum"]
+
+    assert reasons == list(get_args(UndeliverableReason))
 
 
 # Ids as the two emitters published them before they shared this module (computed with the code of be2883c):
@@ -291,6 +338,9 @@ def mutated(name: str, path: tuple[str, ...], value: Any) -> dict[str, Any]:
         ("deleted", ("traceparent",), "00-abc", "<root>: Additional properties are not allowed ('traceparent'"),
         ("payment method replaced", ("subject",), "/accounts/acc-1/subscriptions/sub-1", "subject: '/accounts/"),
         ("payment method replaced", ("data", "subscriptionIds"), [], "data/subscriptionIds: [] should be non-empty"),
+        ("address undeliverable", ("data", "reason"), "quarantined", "data/reason: 'quarantined' is not one"),
+        ("address undeliverable", ("data", "notificationEmail"), DELETE, "data: 'notificationEmail' is a required"),
+        ("address undeliverable", ("subject",), "/accounts/acc-1", "subject: '/accounts/acc-1' does not match"),
     ],
 )
 def test_the_schema_refuses_an_event_that_leaves_the_contract(

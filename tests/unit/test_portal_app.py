@@ -169,7 +169,7 @@ def test_the_overview_shows_states_amounts_and_banners_in_the_accounts_language(
     assert '<html lang="nl">' in page
     assert "De betaling met Visa •••• 4242 is mislukt. Production wordt uitgeschakeld op 4 februari 2026" in page
     assert "Achterstallig" in page
-    assert "€ 49,95" in page
+    assert "€\u00a049,95" in page
     assert page.count("Saldo betalen</a>") == 1
     assert 'href="/accounts/acc-1001/settle?subscription=sub-a"' in page
 
@@ -186,8 +186,8 @@ def test_the_settle_pane_shows_the_quote_and_a_fresh_idempotency_key_per_render(
 
     assert "inv-1" in first
     assert "inv-2" in first
-    assert 'id="quote-total">€ 62,45<' in first
-    assert "Betaal € 62,45" in first
+    assert 'id="quote-total">€\u00a062,45<' in first
+    assert "Betaal €\u00a062,45" in first
     assert "Mastercard •••• 5555" in first
     assert "Visa •••• 4242 (betaling mislukt)" in first
     assert "tok_insufficient_funds" in first
@@ -236,7 +236,7 @@ def test_pay_sends_the_quoted_total_and_shows_the_result(browser: Browser, stub:
         "paymentMethod": {"id": "pm-mc-5555"},
         "expectedTotal": {"amount": "62.45", "currency": "EUR"},
     }
-    assert "Betaling van € 62,45 ontvangen." in page
+    assert "Betaling van €\u00a062,45 ontvangen." in page
     assert "Production" in page
     assert "Actieve betaalmethode: Mastercard •••• 5555" in page
 
@@ -251,7 +251,7 @@ def test_a_stale_quote_shows_the_new_total_to_confirm(browser: Browser, stub: Ap
     refused = browser.post("/accounts/acc-1001/settle", {**form, "idempotency_key": "k", "step": "pay"})
 
     assert refused.status == 409
-    assert "Het nieuwe totaal is € 72,45" in text(refused)
+    assert "Het nieuwe totaal is €\u00a072,45" in text(refused)
     assert 'name="amount" value="72.45"' in text(refused)
     assert 'value="tok:tok_visa" checked' in text(refused)
 

@@ -77,7 +77,7 @@ def test_the_english_emails_name_the_dates_and_the_amount() -> None:
     emails = emails_of_a_whole_timeline("en-US", DeclineReason.INSUFFICIENT_FUNDS)
 
     assert emails[Template.REMINDER].subject == f"Payment reminder: {NAME} will be cancelled on February 3, 2027"
-    assert "EUR 123,456.78" in emails[Template.REMINDER].plain_text
+    assert "€123,456.78" in emails[Template.REMINDER].plain_text
     assert "https://portal.example/accounts/acc-1/settle?subscription=sub-1" in emails[Template.REMINDER].plain_text
     assert "February 3, 2027" in emails[Template.FINAL_NOTICE].subject
     assert "deleted on May 5, 2027" in emails[Template.DISABLED].subject
@@ -89,7 +89,7 @@ def test_the_dutch_emails_use_dutch_dates_and_amounts() -> None:
     emails = emails_of_a_whole_timeline("nl-NL", DeclineReason.INSUFFICIENT_FUNDS)
 
     assert emails[Template.REMINDER].subject == f"Betalingsherinnering: {NAME} wordt op 3 februari 2027 opgezegd"
-    assert "EUR 123.456,78" in emails[Template.REMINDER].plain_text
+    assert "€\u00a0123.456,78" in emails[Template.REMINDER].plain_text
     assert "op 5 mei 2027 verwijderd" in emails[Template.DISABLED].subject
     assert "(over 1 dag)" in emails[Template.DELETION_WARNING].plain_text
     assert "4 mei" not in emails[Template.DELETION_WARNING].subject

@@ -185,7 +185,7 @@ def test_a_payment_sends_one_receipt_and_publishes_its_lifecycle_events(
 
     (receipt,) = deps.email.sent  # type: ignore[attr-defined]
     assert receipt.to_address == "billing@contoso.example"
-    assert "EUR 69.95" in receipt.subject
+    assert "€69.95" in receipt.subject
     events = deps.events.cloudevents  # type: ignore[attr-defined]
     assert sorted(e["data"]["subscriptionId"] for e in events if e["type"] == "subscription.enabled") == [
         "sub-a",
