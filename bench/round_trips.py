@@ -6,6 +6,7 @@ dependencies whose request hook counts every request the SDK sends, retries incl
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -15,13 +16,17 @@ from bench.counting import RequestTally
 from bench.environment import Workbench, fixed_clock
 from bench.report import RoundTrips
 from bench.seeding import (
-    ADMIN,
     balance_of,
     new_account_id,
     past_due_partition,
     payment_failed_document,
 )
-from bench.wiring import queue_message, serving, settle_body, settle_request
+from bench.wiring import queue_message, serving, settle_request
+from shared.adapters.lifecycle_queue import pack_batches
+from shared.bootstrap import Dependencies
+from shared.domain.lifecycle import TransitionReason
+from shared.domain.lifecycle_events import MAX_SUBSCRIPTIONS_PER_EVENT, payment_method_replaced, subscription_enabled
+from shared.domain.settlement import Settlement
 
 EVENT_AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 SETTLED_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -67,18 +72,34 @@ def payment_failed_round_trips(bench: Workbench, sizes: Sequence[int]) -> list[R
     return rows
 
 
-def settlement_model(subscriptions: int) -> tuple[str, int]:
-    """Fixed 6 (webhook id, 2 due-index upserts, gateway look-up and record, claim transaction), 3 partition reads,
-    the success commit in batches of 100, the delivery record, and one queue message per lifecycle event."""
+def settlement_model(subscriptions: int, queue_messages: int) -> tuple[str, int]:
+    """Fixed 5 (webhook id, 2 due-index upserts, the gateway's ledger row, the claim transaction), one partition read
+    (the success commit reuses the claim's ETags, delivery the success commit's), the success commit in batches of
+    100, the delivery record, and the queue messages the lifecycle events are packed into (64 KiB each)."""
     before = 2 * subscriptions + 3  # account, card, S subscriptions, S charges, alert
-    claimed = before + 3  # + settlement, idempotency record, the new card
-    after = claimed + 1 + subscriptions + 1  # + receipt, S+1 lifecycle events
-    success = 3 * subscriptions + 9  # S charges, S subscriptions, S+1 events, methods, alert, receipt, settlement...
-    events = subscriptions + 1  # subscription.enabled per re-enabled subscription, payment_method.replaced
+    parts = math.ceil(subscriptions / MAX_SUBSCRIPTIONS_PER_EVENT)  # payment_method.replaced events
+    events = subscriptions + parts  # subscription.enabled per re-enabled subscription, payment_method.replaced
+    success = 2 * subscriptions + events + 8  # S charges, S subscriptions, the events, methods, alert, receipt...
     delivery_record = events + 2  # account row, receipt marked sent, published events deleted
-    reads = pages(before) + pages(claimed) + pages(after)
-    expected = 6 + reads + batches(success) + batches(delivery_record) + events
-    return "6 + 3 reads (⌈R/1000⌉ each) + ⌈(3S+9)/100⌉ + ⌈(S+3)/100⌉ + (S+1) queue messages", expected
+    expected = 5 + pages(before) + batches(success) + batches(delivery_record) + queue_messages
+    model = "5 + ⌈R/1000⌉ read + ⌈(3S+8+P)/100⌉ + ⌈(S+P+2)/100⌉ + M, P = ⌈S/250⌉, M = messages of the S+P events"
+    return model, expected
+
+
+def lifecycle_messages_of(deps: Dependencies, account_id: str, settlement_id: str) -> int:
+    """How many queue messages the events of a succeeded settlement pack into (the partition read after the run)."""
+    partition = deps.accounts.load(account_id)
+    settlement = partition.get(Settlement, settlement_id)
+    assert settlement is not None
+    subscriptions = {s.id: s for s in partition.subscriptions}
+    events = [
+        subscription_enabled(
+            account_id, subscriptions[sid], cause=settlement, reason=TransitionReason.BALANCE_SETTLED, at=SETTLED_AT
+        )
+        for sid in settlement.reenabled_subscription_ids
+    ]
+    events += payment_method_replaced(account_id, settlement, at=SETTLED_AT)
+    return len(pack_batches(events).batches)
 
 
 def settlement_round_trips(bench: Workbench, sizes: Sequence[int]) -> list[RoundTrips]:
@@ -91,14 +112,13 @@ def settlement_round_trips(bench: Workbench, sizes: Sequence[int]) -> list[Round
         # A first settlement creates the lifecycle queue (once per process); it is not part of the figures.
         warm_up = new_account_id()
         deps.accounts.commit(past_due_partition(warm_up, subscriptions=1, failed_at=EVENT_AT))
-        settle(settle_request(warm_up, settle_body("sub-0001", balance_of(1).amount, ADMIN), SETTLED_AT))
+        settle(settle_request(warm_up, "sub-0001", balance_of(1).amount, SETTLED_AT))
         bench.accounts += 1
         for subscriptions in sizes:
             account_id = new_account_id()
             deps.accounts.commit(past_due_partition(account_id, subscriptions=subscriptions, failed_at=EVENT_AT))
             bench.accounts += 1
-            body = settle_body("sub-0001", balance_of(subscriptions).amount, ADMIN)
-            request = settle_request(account_id, body, SETTLED_AT)
+            request = settle_request(account_id, "sub-0001", balance_of(subscriptions).amount, SETTLED_AT)
             tally.take()
             started = time.perf_counter()
             response = settle(request)
@@ -106,6 +126,7 @@ def settlement_round_trips(bench: Workbench, sizes: Sequence[int]) -> list[Round
             requests, breakdown = tally.take()
             if response.status_code != 200:
                 raise RuntimeError(f"settlement answered {response.status_code}: {response.get_body()[:300]!r}")
-            model, expected = settlement_model(subscriptions)
+            settlement_id = json.loads(response.get_body())["settlementId"]
+            model, expected = settlement_model(subscriptions, lifecycle_messages_of(deps, account_id, settlement_id))
             rows.append(RoundTrips("settlement", {"S": subscriptions}, requests, breakdown, model, expected, seconds))
     return rows

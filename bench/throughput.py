@@ -108,12 +108,14 @@ def _seed_settlement_accounts(bench: Workbench, count: int) -> list[str]:
 
 def _post_settlement(session: requests.Session, host: LocalHost, account_id: str, attempts: int = 3) -> float:
     """One settlement as the portal makes it; a 503 (storage did not answer) is repeated with the same key."""
-    body = settle_body("sub-0001", balance_of(SETTLEMENT_SUBSCRIPTIONS).amount, ADMIN)
+    key = f"bench-{account_id}"
+    amount = balance_of(SETTLEMENT_SUBSCRIPTIONS).amount
+    body = settle_body(account_id, "sub-0001", amount, principal_id=ADMIN, idempotency_key=key)
     started = time.perf_counter()
     for attempt in range(1, attempts + 1):
         headers = {
             **signed_headers(body, datetime.now(UTC)),
-            "idempotency-key": f"bench-{account_id}",
+            "idempotency-key": key,
             "x-functions-key": FUNCTION_KEY,
         }
         response = session.post(f"{host.base_url}/api/accounts/{account_id}/settlement", data=body, headers=headers)

@@ -15,6 +15,7 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from standardwebhooks.webhooks import Webhook
 
+from bench.seeding import ADMIN
 from shared import bootstrap
 from shared.bootstrap import Dependencies
 from shared.settings import LOCAL_WEBHOOK_SECRET
@@ -26,7 +27,12 @@ def serving(deps: Dependencies) -> Iterator[None]:
     from functions.payment_failed_queue import handler as queue_handler
     from functions.retention_timer import handler as timer_handler
 
-    targets = [(bootstrap, "dependencies"), (queue_handler, "dependencies"), (timer_handler, "dependencies")]
+    targets = [
+        (bootstrap, "dependencies"),
+        (bootstrap, "http_dependencies"),
+        (queue_handler, "dependencies"),
+        (timer_handler, "dependencies"),
+    ]
     saved = [(module, name, getattr(module, name)) for module, name in targets if hasattr(module, name)]
     for module, name, _ in saved:
         setattr(module, name, lambda: deps)
@@ -61,9 +67,20 @@ def signed_headers(body: bytes, at: datetime, secret: str = LOCAL_WEBHOOK_SECRET
     }
 
 
-def settle_body(subscription_id: str, amount: str, principal_id: str, token: str = "tok_visa") -> bytes:
+def settle_body(
+    account_id: str,
+    subscription_id: str,
+    amount: str,
+    *,
+    principal_id: str,
+    idempotency_key: str,
+    token: str = "tok_visa",
+) -> bytes:
+    """A settlement body as the portal signs it: bound to its account and its Idempotency-Key."""
     payload = {
+        "accountId": account_id,
         "principalId": principal_id,
+        "idempotencyKey": idempotency_key,
         "subscriptionId": subscription_id,
         "paymentMethod": {"token": token},
         "expectedTotal": {"amount": amount, "currency": "EUR"},
@@ -71,12 +88,14 @@ def settle_body(subscription_id: str, amount: str, principal_id: str, token: str
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def settle_request(account_id: str, body: bytes, at: datetime) -> func.HttpRequest:
-    headers = {**signed_headers(body, at), "idempotency-key": f"bench-{uuid.uuid4().hex}"}
+def settle_request(account_id: str, subscription_id: str, amount: str, at: datetime) -> func.HttpRequest:
+    """A signed settlement call of `account_id`'s admin, with a fresh Idempotency-Key."""
+    key = f"bench-{uuid.uuid4().hex}"
+    body = settle_body(account_id, subscription_id, amount, principal_id=ADMIN, idempotency_key=key)
     return func.HttpRequest(
         method="POST",
         url=f"http://127.0.0.1/api/accounts/{account_id}/settlement",
-        headers=headers,
+        headers={**signed_headers(body, at), "idempotency-key": key},
         params={},
         route_params={"accountId": account_id},
         body=body,

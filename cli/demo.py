@@ -198,6 +198,11 @@ def describe(partition: AccountPartition) -> dict[str, object]:
             )
             for n in partition.notifications
         ],
+        # Lifecycle events not published yet: normally none; one that stays is retried, and logged, until it goes.
+        "pendingEvents": [
+            e.model_dump(mode="json", include={"id", "type", "subject", "time"})
+            for e in sorted(partition.pending_events, key=lambda e: (e.time, e.id))
+        ],
     }
 
 

@@ -99,7 +99,11 @@ def _readable_field(name: str) -> str:
 
 
 class SettleApi:
-    """One method per route of docs/settlement-api.md; each call carries the acting principal in its body."""
+    """One method per route of docs/settlement-api.md.
+
+    Each body names the account of its route and the acting principal (a settlement's also its Idempotency-Key),
+    so that the signature over the body binds the call to them.
+    """
 
     def __init__(
         self,
@@ -140,6 +144,7 @@ class SettleApi:
     ) -> JsonObject:
         body: JsonObject = {
             "principalId": principal_id,
+            "idempotencyKey": idempotency_key,
             "subscriptionId": subscription_id,
             "paymentMethod": payment_method,
             "expectedTotal": expected_total,
@@ -158,7 +163,7 @@ class SettleApi:
         return f"{self.base_url}/accounts/{urllib.parse.quote(account_id, safe='')}/{route}"
 
     def _post(self, account_id: str, route: str, body: JsonObject, extra: dict[str, str] | None = None) -> JsonObject:
-        raw = json.dumps(body, separators=(",", ":")).encode()
+        raw = json.dumps({"accountId": account_id, **body}, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json, application/problem+json",

@@ -59,7 +59,7 @@ from shared.storage.due_index import TableDueIndex
 from shared.storage.message_index import TableMessageIndex
 from shared.storage.rejection_store import TableRejectionStore
 from shared.storage.sandbox_gateway import SandboxGateway
-from shared.storage.tables import TableStorage
+from shared.storage.tables import INTERACTIVE_BOUNDS, RequestBounds, TableStorage
 from shared.storage.webhook_ledger import TableWebhookLedger
 from shared.telemetry import ACCOUNT_ID, Telemetry, configure_telemetry
 
@@ -302,13 +302,17 @@ def build(
     email: EmailSender | None = None,
     gateway: PaymentGateway | None = None,
     credential: TokenCredential | None = None,
+    bounds: RequestBounds | None = None,
 ) -> Dependencies:
-    """Real adapters for `settings`; tests and benchmarks pass their own clock, request hook, sender or credential."""
+    """Real adapters for `settings`; tests and benchmarks pass their own clock, request hook, sender or credential.
+
+    `bounds` limits how long each storage call may retry (None: the SDKs' own defaults).
+    """
     clock = clock or SystemClock()
     if credential is None and connections.needs_credential(settings):
         credential = connections.azure_credential(settings)
     access = connections.storage_access(settings)
-    storage = connections.table_storage(access, credential, request_hook=request_hook)
+    storage = connections.table_storage(access, credential, request_hook=request_hook, bounds=bounds)
     storage.ensure_tables()
     hook_options = {"raw_request_hook": request_hook} if request_hook else {}
     return Dependencies(
@@ -321,7 +325,9 @@ def build(
         rejections=TableRejectionStore(storage),
         gateway=gateway or SandboxGateway(storage, clock=clock),
         email=email or email_sender(settings, clock, credential),
-        events=connections.lifecycle_publisher(access, settings.lifecycle_queue, credential, **hook_options),
+        events=connections.lifecycle_publisher(
+            access, settings.lifecycle_queue, credential, bounds=bounds, **hook_options
+        ),
         messages=TableMessageIndex(storage),
         renderer=EmailRenderer(),
         telemetry=telemetry(),
@@ -335,3 +341,11 @@ def dependencies() -> Dependencies:
     settings = Settings.load()
     configure_telemetry(settings)
     return build(settings)
+
+
+@functools.cache
+def http_dependencies() -> Dependencies:
+    """The process-wide dependencies of the HTTP functions: storage calls bounded, so an outage is a quick 503."""
+    settings = Settings.load()
+    configure_telemetry(settings)
+    return build(settings, bounds=INTERACTIVE_BOUNDS)

@@ -21,6 +21,8 @@ class RequestModel(BaseModel):
 
 
 class PrincipalRequest(RequestModel):
+    # The route's account, named again in the signed body: the signature then binds the call to that account.
+    account_id: Identifier = Field(description="The route's `{accountId}`; any other value is 422 account-mismatch")
     principal_id: Identifier
 
 
@@ -67,7 +69,15 @@ class PaymentMethodChoice(RequestModel):
         return PaymentChoice(payment_method_id=self.id, token=self.token, invoice=self.kind == "invoice")
 
 
-class SettleRequest(PrincipalRequest):
+class IdempotentRequest(PrincipalRequest):
+    # The Idempotency-Key header, named again in the signed body: a captured call cannot start another payment.
+    idempotency_key: str = Field(
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="The `Idempotency-Key` header's value; any other value is 422 idempotency-key-mismatch",
+    )
+
+
+class SettleRequest(IdempotentRequest):
     subscription_id: Identifier
     payment_method: PaymentMethodChoice
     expected_total: MoneyAmount

@@ -42,9 +42,12 @@ The settle-balance flow of the billing portal (see docs/settlement-api.md).
 
 Every POST is a Standard Webhooks call: `webhook-id`, `webhook-timestamp` (Unix seconds, within the tolerance,
 300 s by default) and `webhook-signature` (`v1,<base64 HMAC-SHA256>` of `{{id}}.{{timestamp}}.{{raw body}}` with
-the `whsec_` secret). A webhook id used again with another request is refused (409). Bodies hold at most
-{MAX_BODY_BYTES} bytes. Amounts are decimal strings. Every 4xx answer is RFC 9457 `application/problem+json`
-whose `errors` list names the member (`pointer`), header (`header`) or route parameter (`parameter`) at fault."""
+the `whsec_` secret). A webhook id used again with another request is refused (409). The signature covers the
+body only, so every body names the route's account in `accountId`, and a settlement's body names its
+`Idempotency-Key` in `idempotencyKey`: a body signed for one account or one key is refused on any other (422).
+Bodies hold at most {MAX_BODY_BYTES} bytes. Amounts are decimal strings. Every 4xx answer is RFC 9457
+`application/problem+json` whose `errors` list names the member (`pointer`), header (`header`) or route parameter
+(`parameter`) at fault."""
 
 _ERRORS = {
     "400": "Malformed JSON, or no Idempotency-Key on a settlement",
@@ -55,7 +58,8 @@ _ERRORS = {
     "in progress; a notification address changed later than this change; or a concurrent update (retry)",
     "413": f"The body exceeds {MAX_BODY_BYTES} bytes",
     "415": "The body is not application/json",
-    "422": "A member is missing or invalid; or an Idempotency-Key reused with another body",
+    "422": "A member is missing or invalid; `accountId` is not the route's account (account-mismatch) or "
+    "`idempotencyKey` not the header's (idempotency-key-mismatch); or an Idempotency-Key reused with another body",
     "503": "Storage unavailable; retry after the Retry-After delay",
 }
 
@@ -205,7 +209,8 @@ def _parameters() -> dict[str, Any]:
         ),
         "IdempotencyKey": header(
             "Idempotency-Key",
-            "One per payment attempt: the same key replays the first answer and never charges twice",
+            "One per payment attempt: the same key replays the first answer and never charges twice; the body names "
+            "it again in `idempotencyKey`",
             {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
         ),
     }

@@ -1,4 +1,9 @@
-"""What every portal call goes through before its service: size limit, signature, replay check, JSON, model."""
+"""What every portal call goes through before its service.
+
+Size limit, signature, replay check, the route's account id, the Idempotency-Key header (settlements), JSON, the
+model, and the body's bindings: it must name the route's account and, for a settlement, the header's key, so that
+the signature over the body covers both.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,16 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import azure.functions as func
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from functions.settle_http.models import MAX_BODY_BYTES
+from functions.settle_http.models import IDEMPOTENCY_KEY_PATTERN, MAX_BODY_BYTES, IdempotentRequest, PrincipalRequest
 from functions.settle_http.problems import (
+    ACCOUNT_MISMATCH,
     BAD_JSON,
+    IDEMPOTENCY_KEY_MISMATCH,
     INTERNAL,
     JSON_MEDIA_TYPE,
+    MISSING_IDEMPOTENCY_KEY,
     TOO_LARGE,
     UNSUPPORTED_MEDIA,
     FieldError,
@@ -35,9 +43,10 @@ from shared.domain.settle_balance import AccountNotFoundError
 from shared.webhooks import WebhookError, WebhookVerifier, request_fingerprint
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=PrincipalRequest)
 Handler = Callable[[bootstrap.Dependencies, str, M], func.HttpResponse]
 _ACCOUNT_ID = re.compile(IDENTIFIER_PATTERN)
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def handle(
@@ -73,17 +82,58 @@ def _checked(req: func.HttpRequest, model: type[M], handler: Handler[M]) -> func
     body = req.get_body()
     if len(body) > MAX_BODY_BYTES:
         return problem(TOO_LARGE, f"the body may hold at most {MAX_BODY_BYTES} bytes")
-    deps = bootstrap.dependencies()
+    deps = bootstrap.http_dependencies()
     with deps.telemetry.invocation(f"http {model.__name__}"):
         _authenticate(req, deps, body)
-        try:
-            request = _parse(req, model, body)
-        except _RefusedError as refused:
-            return refused.response
         account_id = req.route_params.get("accountId", "")
         if not _ACCOUNT_ID.fullmatch(account_id):
             raise AccountNotFoundError("no such account")  # an id that cannot exist is not found
+        try:
+            key = _idempotency_key(req) if issubclass(model, IdempotentRequest) else None
+            request = _parse(req, model, body)
+            _check_bindings(request, account_id, key)
+        except _RefusedError as refused:
+            return refused.response
         return handler(deps, account_id, request)
+
+
+def _idempotency_key(req: func.HttpRequest) -> str:
+    key = req.headers.get("idempotency-key") or ""
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise _RefusedError(
+            problem(
+                MISSING_IDEMPOTENCY_KEY,
+                "send a unique Idempotency-Key (1-255 printable ASCII characters) with each payment attempt",
+                [FieldError("missing or not 1-255 printable ASCII characters", header="Idempotency-Key")],
+            )
+        )
+    return key
+
+
+def _check_bindings(request: PrincipalRequest, account_id: str, key: str | None) -> None:
+    """The signed body must name the route's account and the header's Idempotency-Key."""
+    if request.account_id != account_id:
+        raise _RefusedError(
+            problem(
+                ACCOUNT_MISMATCH,
+                "the body's accountId is not the account of the route; sign a body for this account",
+                [
+                    FieldError("not the account of the route", pointer="#/accountId"),
+                    FieldError("another account than the body's", parameter="accountId"),
+                ],
+            )
+        )
+    if key is not None and isinstance(request, IdempotentRequest) and request.idempotency_key != key:
+        raise _RefusedError(
+            problem(
+                IDEMPOTENCY_KEY_MISMATCH,
+                "the body's idempotencyKey is not the Idempotency-Key header; sign a body with the key you send",
+                [
+                    FieldError("not the Idempotency-Key header", pointer="#/idempotencyKey"),
+                    FieldError("another key than the body's", header="Idempotency-Key"),
+                ],
+            )
+        )
 
 
 def _authenticate(req: func.HttpRequest, deps: bootstrap.Dependencies, body: bytes) -> None:

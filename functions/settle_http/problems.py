@@ -63,6 +63,10 @@ CONFLICT = ProblemKind(409, "concurrent-update", "The account changed meanwhile;
 TOO_LARGE = ProblemKind(413, "body-too-large", "The request body is too large")
 UNSUPPORTED_MEDIA = ProblemKind(415, "unsupported-media-type", "The body must be application/json")
 INVALID = ProblemKind(422, "validation-failed", "The request body is not valid")
+ACCOUNT_MISMATCH = ProblemKind(422, "account-mismatch", "The body names another account than the route")
+IDEMPOTENCY_KEY_MISMATCH = ProblemKind(
+    422, "idempotency-key-mismatch", "The body names another Idempotency-Key than the header"
+)
 UNAVAILABLE = ProblemKind(503, "storage-unavailable", "Storage is unavailable; retry later")
 INTERNAL = ProblemKind(500, "internal-error", "Something went wrong on our side")
 

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import json
-import re
 
 import azure.functions as func
 
 from functions.settle_http.models import (
-    IDEMPOTENCY_KEY_PATTERN,
     NotificationEmailRequest,
     OverviewRequest,
     QuoteRequest,
     SettleRequest,
 )
 from functions.settle_http.pipeline import handle
-from functions.settle_http.problems import MISSING_IDEMPOTENCY_KEY, FieldError, json_response, problem
+from functions.settle_http.problems import json_response
 from shared.bootstrap import Dependencies
 from shared.domain.settle_balance import PaymentMethodNotFoundError, SettleCommand
 from shared.domain.settlement import SettlementStatus
 
 bp = func.Blueprint()
-_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 @bp.function_name("health")
@@ -60,13 +57,6 @@ def settle(req: func.HttpRequest) -> func.HttpResponse:
     """Pay the whole balance once per Idempotency-Key: 200 succeeded or declined, 202 pending."""
 
     def run(deps: Dependencies, account_id: str, body: SettleRequest) -> func.HttpResponse:
-        key = req.headers.get("idempotency-key") or ""
-        if not _IDEMPOTENCY_KEY.fullmatch(key):
-            return problem(
-                MISSING_IDEMPOTENCY_KEY,
-                "send a unique Idempotency-Key (1-255 printable ASCII characters) with each payment attempt",
-                [FieldError("missing or not 1-255 printable ASCII characters", header="Idempotency-Key")],
-            )
         command = SettleCommand(
             account_id=account_id,
             principal_id=body.principal_id,
@@ -74,7 +64,7 @@ def settle(req: func.HttpRequest) -> func.HttpResponse:
             payment=body.payment_method.to_choice(),
             expected_total=body.expected_total.to_money(),
             quote_version=body.quote_version,
-            idempotency_key=key,
+            idempotency_key=body.idempotency_key,
         )
         outcome = deps.settle_balance(command)
         status = 202 if outcome.status is SettlementStatus.PENDING else 200

@@ -24,6 +24,7 @@ from shared.domain.settlement import Settlement
 
 __all__ = [
     "EmailDelivery",
+    "MAX_SUBSCRIPTIONS_PER_EVENT",
     "EnablingReason",
     "EventCause",
     "LifecycleEventType",
@@ -119,13 +120,21 @@ class SubscriptionDeletedData(_SubscriptionEventData):
     deleted_at: UtcTimestamp
 
 
+# A payment_method.replaced lists at most this many subscriptions, so that one event always fits a queue message
+# (250 ids of the longest form, 128 characters, are about 33 KB; a message holds 48 KiB before base64). A settlement
+# that moved more sends several events, each with the next slice: see payment_method_replaced.
+MAX_SUBSCRIPTIONS_PER_EVENT = 250
+
+
 class PaymentMethodReplacedData(_EventData):
     account_id: Identifier
     previous_payment_method_id: Identifier
     payment_method_id: Identifier
     payment_method_kind: PaymentMethodKind
-    subscription_ids: tuple[Identifier, ...] = Field(min_length=1)
+    subscription_ids: tuple[Identifier, ...] = Field(min_length=1, max_length=MAX_SUBSCRIPTIONS_PER_EVENT)
     settlement_id: Identifier
+    part: int = Field(ge=1)
+    parts: int = Field(ge=1)
 
 
 # The delivery statuses that make an address undeliverable (shared/domain/delivery_reports.py decides which).
@@ -212,24 +221,40 @@ def subscription_deleted(
     return _event(LifecycleEventType.SUBSCRIPTION_DELETED, cause, data, at)
 
 
-def payment_method_replaced(account_id: str, settlement: Settlement, *, at: datetime) -> LifecycleEvent:
-    """A succeeded settlement moved its subscriptions off the failed method onto the one that paid."""
-    data = PaymentMethodReplacedData(
-        account_id=account_id,
-        previous_payment_method_id=settlement.failed_payment_method_id,
-        payment_method_id=settlement.payment_method_id,
-        payment_method_kind=settlement.payment_method_kind,
-        subscription_ids=settlement.switched_subscription_ids,
-        settlement_id=settlement.id,
-    )
+def payment_method_replaced(account_id: str, settlement: Settlement, *, at: datetime) -> tuple[LifecycleEvent, ...]:
+    """A succeeded settlement moved its subscriptions off the failed method onto the one that paid.
+
+    One event while the subscriptions fit one (MAX_SUBSCRIPTIONS_PER_EVENT), with the id it has always had; beyond,
+    part n of N lists the n-th slice of the subscriptions, in order, under the id `<that id>.part<n>of<N>`.
+    """
     event_type = LifecycleEventType.PAYMENT_METHOD_REPLACED
-    return LifecycleEvent(
-        id=event_id(event_type, settlement, account_id, settlement.payment_method_id),
-        type=event_type.value,
-        subject=payment_method_subject(account_id, settlement.payment_method_id),
-        time=at,
-        data=data.model_dump(mode="json", by_alias=True),
-    )
+    whole_id = event_id(event_type, settlement, account_id, settlement.payment_method_id)
+    moved = settlement.switched_subscription_ids
+    step = MAX_SUBSCRIPTIONS_PER_EVENT
+    slices = [moved[start : start + step] for start in range(0, len(moved), step)]
+    parts = len(slices)
+    events = []
+    for part, subscription_ids in enumerate(slices, start=1):
+        data = PaymentMethodReplacedData(
+            account_id=account_id,
+            previous_payment_method_id=settlement.failed_payment_method_id,
+            payment_method_id=settlement.payment_method_id,
+            payment_method_kind=settlement.payment_method_kind,
+            subscription_ids=subscription_ids,
+            settlement_id=settlement.id,
+            part=part,
+            parts=parts,
+        )
+        events.append(
+            LifecycleEvent(
+                id=whole_id if parts == 1 else f"{whole_id}.part{part}of{parts}",
+                type=event_type.value,
+                subject=payment_method_subject(account_id, settlement.payment_method_id),
+                time=at,
+                data=data.model_dump(mode="json", by_alias=True),
+            )
+        )
+    return tuple(events)
 
 
 def notification_address_undeliverable(

@@ -109,5 +109,5 @@ def _lifecycle_events(
         for subscription_id in effects.reenabled_subscription_ids
     ]
     if effects.switched_subscription_ids:
-        events.append(payment_method_replaced(account_id, settlement, at=at))
+        events.extend(payment_method_replaced(account_id, settlement, at=at))
     return events

@@ -167,6 +167,16 @@ def pending_settlements(partition: AccountPartition, invoice_ids: tuple[str, ...
     )
 
 
+def pending_invoice_of(partition: AccountPartition, scope: SettlementScope) -> Settlement | None:
+    """The pending invoice settlement of exactly this balance (the same charges and total), if there is one."""
+    wanted = set(scope.invoice_ids)
+    for settlement in pending_settlements(partition, scope.invoice_ids):
+        same_balance = set(settlement.invoice_ids) == wanted and settlement.total == scope.total
+        if settlement.payment_method_kind is PaymentMethodKind.INVOICE and same_balance:
+            return settlement
+    return None
+
+
 def quote_version(partition: AccountPartition, scope: SettlementScope) -> str:
     """Changes whenever the total, the lines or any row they were read from changes; unrelated writes leave it."""
     digest = hashlib.sha256()

@@ -3,9 +3,11 @@
 Each effect was recorded in the same transaction as its cause. Delivery comes after the commit and is safe to
 repeat: an email's operation id is derived from the notification, so ACS (and the local outbox) drop a repeat;
 lifecycle events carry stable ids that consumers de-duplicate by. Whatever is still pending is put on the due
-index, so the timer finishes the job if this process does not. Each sent email's message id goes into the message
-index just before the commit that records the send (the index lives in another table, so no transaction holds
-both): a delivery report can always be mapped back to its notification.
+index, so the timer finishes the job if this process does not. One effect that cannot go out holds up no other:
+a lifecycle event the queue refuses stays pending (the operator sees it in `show-account`), the emails are sent
+and recorded all the same. Each sent email's message id goes into the message index just before the commit that
+records the send (the index lives in another table, so no transaction holds both): a delivery report can always
+be mapped back to its notification.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 from shared.domain.clock import Clock
 from shared.domain.email import EmailRenderingError, OutgoingEmail, SendOutcome, SendStatus
 from shared.domain.errors import ConcurrencyError
-from shared.domain.outbox import Notification
+from shared.domain.outbox import LifecycleEvent, Notification
 from shared.domain.partition import AccountPartition
 from shared.services.ports import (
     AccountUnitOfWork,
@@ -29,6 +31,7 @@ from shared.services.ports import (
     LifecyclePublisher,
     MessageIndex,
     SentMessage,
+    PublishReport,
 )
 from shared.services.unit_of_work import with_fresh_partition
 
@@ -50,12 +53,17 @@ class Outbox:
     clock: Clock
 
 
+# A lifecycle event that could not be published is tried again after a delay that grows with its age.
+_EVENT_RETRY_CAP = timedelta(hours=6)
+
+
 @dataclass
 class DeliveryReport:
     sent: list[str] = field(default_factory=list)
     retrying: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     published: list[str] = field(default_factory=list)
+    unpublished: list[str] = field(default_factory=list)  # stay pending, tried again later
 
 
 def schedule_recovery(outbox: Outbox, account_id: str) -> None:
@@ -83,10 +91,7 @@ def deliver(outbox: Outbox, account_id: str, partition: AccountPartition | None 
         for notification in sorted(partition.notifications, key=lambda n: n.created_at)
         if notification.is_due(now)
     ]
-    published = sorted(partition.pending_events, key=lambda e: e.time)
-    for event in published:
-        outbox.events.publish(event)
-        report.published.append(event.id)
+    published = _publish(outbox, account_id, partition, report)
 
     def record(current: AccountPartition) -> AccountPartition:
         for outcome in outcomes:
@@ -104,10 +109,32 @@ def deliver(outbox: Outbox, account_id: str, partition: AccountPartition | None 
             outbox.store.commit(record(partition))
         except ConcurrencyError:
             partition = with_fresh_partition(outbox.store, account_id, record)
-    next_attempt = _next_attempt(partition) if report.retrying else None
+    next_attempt = _next_attempt(partition, now) if report.retrying or report.unpublished else None
     if next_attempt is not None:
         outbox.due.schedule(account_id, next_attempt)
     return report
+
+
+def _publish(
+    outbox: Outbox, account_id: str, partition: AccountPartition, report: DeliveryReport
+) -> list[LifecycleEvent]:
+    """Publish the pending events in the order they were decided; returns those that went out."""
+    pending = sorted(partition.pending_events, key=lambda e: (e.time, e.id))
+    if not pending:
+        return []
+    try:
+        outcome = outbox.events.publish_batch(pending)
+    except Exception:  # a publisher that raises instead of reporting still holds up nothing else
+        log.exception("account %s: publishing lifecycle events failed", account_id)
+        outcome = PublishReport(failed=tuple(e.id for e in pending), error="the publisher raised")
+    went_out = set(outcome.published)
+    report.published += [e.id for e in pending if e.id in went_out]
+    report.unpublished += [e.id for e in pending if e.id not in went_out]
+    if report.unpublished:
+        log.warning(
+            "account %s: %d lifecycle event(s) stay pending (%s)", account_id, len(report.unpublished), outcome.error
+        )
+    return [e for e in pending if e.id in went_out]
 
 
 def _send(outbox: Outbox, account_id: str, notification: Notification, report: DeliveryReport) -> Notification:
@@ -147,6 +174,7 @@ def _operation_id(account_id: str, notification: Notification) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pastdue:{account_id}:{notification.id}"))
 
 
-def _next_attempt(partition: AccountPartition) -> datetime | None:
+def _next_attempt(partition: AccountPartition, now: datetime) -> datetime | None:
     pending = [n.next_attempt_at for n in partition.notifications if n.is_pending]
+    pending += [now + min(max(now - e.time, RECOVERY_DELAY), _EVENT_RETRY_CAP) for e in partition.pending_events]
     return min(pending) if pending else None

@@ -36,14 +36,19 @@ def complete_payment(
     reason: TransitionReason = TransitionReason.BALANCE_SETTLED,
     charge: ChargeResult | None = None,
     processed_event: ProcessedEvent | None = None,
+    known: AccountPartition | None = None,
 ) -> Completion:
     """Commit every effect of a successful payment in one write, then deliver the receipt and events.
 
     The card flow and `payment.received` both end here. With `processed_event`, its marker is staged last and a
     settlement that is no longer pending is an error (a second payment); without, completing twice is a no-op.
+    `known` is the partition the caller committed last (the claim): decided on first, it saves a read; if anyone
+    wrote since, its commit loses on the root row's ETag and the change is decided again on a fresh read.
     """
+    committed: list[AccountPartition] = []
 
     def change(partition: AccountPartition) -> Completion:
+        committed[:] = [partition]
         settlement = partition.get(Settlement, settlement_id)
         if settlement is None:
             raise SettlementNotPendingError(f"settlement {settlement_id} does not exist")
@@ -65,14 +70,14 @@ def complete_payment(
         return Completion(settlement=succeeded, applied=True)
 
     schedule_recovery(outbox, account_id)
-    completion = with_fresh_partition(accounts, account_id, change)
-    deliver_after_commit(outbox, account_id)
+    completion = with_fresh_partition(accounts, account_id, change, known=known)
+    deliver_after_commit(outbox, account_id, committed[-1])
     return completion
 
 
-def deliver_after_commit(outbox: Outbox, account_id: str) -> None:
+def deliver_after_commit(outbox: Outbox, account_id: str, partition: AccountPartition | None = None) -> None:
     # The effects are committed and a recovery entry is on the due index: a failed delivery is finished later.
     try:
-        deliver(outbox, account_id)
+        deliver(outbox, account_id, partition)
     except Exception:
         log.exception("delivery for account %s failed; the recovery timer will finish it", account_id)

@@ -6,7 +6,7 @@ the same observable behaviour, conflicts included; one contract test suite runs 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -151,8 +151,21 @@ class MessageIndex(Protocol):
     def find(self, message_id: str) -> SentMessage | None: ...
 
 
+@dataclass(frozen=True)
+class PublishReport:
+    """Which events went out and which did not (they stay pending, to be published again later)."""
+
+    published: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    error: str | None = None
+
+
 class LifecyclePublisher(Protocol):
-    def publish(self, event: LifecycleEvent) -> None: ...
+    """Publishes lifecycle events and reports the outcome instead of raising for delivery problems."""
+
+    def publish_batch(self, events: Sequence[LifecycleEvent]) -> PublishReport:
+        """Publish `events` in order, as CloudEvents JSON batches; a failure leaves the rest of them unpublished."""
+        ...
 
 
 class MessageSender(Protocol):

@@ -6,7 +6,10 @@ How a payment stays single under retries, crashes and races:
   concurrent requests for one account exactly one claims the scope; the others read the claim and are refused.
 - The settlement id is the gateway's idempotency key: charging again after a crash cannot charge twice, and a
   retry with the same key (or reconciliation) looks the charge up and finishes the state change.
-- Success is one commit (payment_completion.py); delivery follows.
+- Success is one commit (payment_completion.py), decided on the claim's own committed partition; delivery follows,
+  from the partition that commit wrote.
+- A balance has at most one pending wire reference: an invoice request for a balance that already has one (the
+  same charges and total) is answered with that settlement; a new reference is issued only for a changed balance.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from shared.domain.clock import Clock
 from shared.domain.errors import ConcurrencyError, DomainError
 from shared.domain.idempotency import IdempotencyRecord
-from shared.domain.model import PaymentMethodKind
+from shared.domain.model import PaymentMethod, PaymentMethodKind, Subscription
 from shared.domain.partition import AccountPartition
 from shared.domain.payments import ChargeOutcome, ChargeResult
 from shared.domain.settle_balance import (
@@ -33,12 +36,13 @@ from shared.domain.settle_balance import (
     claim_scope,
     is_abandoned,
     pending_card_settlements,
+    pending_invoice_of,
     pending_settlements,
     settlement_id_for,
     stage_claim,
     stage_decline,
 )
-from shared.domain.settlement import Settlement, SettlementStatus
+from shared.domain.settlement import Settlement, SettlementScope, SettlementStatus
 from shared.services.delivery import Outbox
 from shared.services.payment_completion import complete_payment
 from shared.services.ports import AccountUnitOfWork, DueIndex, PaymentGateway
@@ -89,41 +93,89 @@ def settle_balance(payments: Payments, command: SettleCommand) -> SettlementOutc
             subscription, method, token, scope = claim_scope(partition, account, command, settlement_id)
         except BalanceChangedError as error:
             raise QuoteChangedError(quote_of(partition, command.subscription_id, error.scope)) from None
-        blocking = [
-            p
-            for p in pending_settlements(partition, scope.invoice_ids)
-            if p.payment_method_kind is PaymentMethodKind.CARD
-        ]
-        if blocking:
-            # A card charge in flight blocks; a pending invoice does not (a new payment supersedes it).
-            if _reconcile(payments, account.id, blocking[0]) is None:
-                raise SettlementInProgressError(blocking[0].id)
+        if _reconciled_a_card_in_flight(payments, partition, scope):
             continue  # a stale pending settlement was reconciled: look again
-        now = payments.clock.now()
-        settlement, record = stage_claim(
-            partition,
-            command,
-            settlement_id=settlement_id,
-            subscription=subscription,
-            method=method,
-            token=token,
-            scope=scope,
-            now=now,
-        )
-        if token is None:
-            record = record.complete(outcome_of(settlement, payments.terms, partition).to_wire(), now)
-        partition.put(settlement, record)
-        if token is not None:
-            payments.due.schedule(account.id, now + PENDING_CHARGE_EXPIRY)
-        try:
-            payments.accounts.commit(partition)
-        except ConcurrencyError:
-            continue
-        if token is None:
-            return outcome_of(settlement, payments.terms, partition)
-        result = payments.gateway.charge(settlement.total, token, settlement.id)
-        return _apply_charge_result(payments, account.id, settlement, result)
+        same_invoice = pending_invoice_of(partition, scope) if method.kind is PaymentMethodKind.INVOICE else None
+        if same_invoice is not None:
+            answer = _answer_with_pending_invoice(payments, partition, command, settlement_id, same_invoice)
+        else:
+            claimed = _Claimed(settlement_id, subscription, method, token, scope)
+            answer = _claim_and_pay(payments, partition, command, claimed)
+        if answer is not None:
+            return answer
     raise ConcurrencyError(f"account {command.account_id} kept changing; try again")
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """What a new request claims: its settlement id, the subscription, the method (and card token), the scope."""
+
+    settlement_id: str
+    subscription: Subscription
+    method: PaymentMethod
+    token: str | None
+    scope: SettlementScope
+
+
+def _reconciled_a_card_in_flight(payments: Payments, partition: AccountPartition, scope: SettlementScope) -> bool:
+    """A card charge in flight for these charges blocks (SettlementInProgressError) unless it can be finished now.
+
+    A pending invoice does not block: a new payment supersedes it.
+    """
+    blocking = [
+        p for p in pending_settlements(partition, scope.invoice_ids) if p.payment_method_kind is PaymentMethodKind.CARD
+    ]
+    if not blocking:
+        return False
+    if _reconcile(payments, partition.account_id, blocking[0]) is None:
+        raise SettlementInProgressError(blocking[0].id)
+    return True
+
+
+def _claim_and_pay(
+    payments: Payments, partition: AccountPartition, command: SettleCommand, claim: _Claimed
+) -> SettlementOutcome | None:
+    """Commit the pending settlement with its idempotency record, then charge; None when the claim lost a race."""
+    now = payments.clock.now()
+    settlement, record = stage_claim(
+        partition,
+        command,
+        settlement_id=claim.settlement_id,
+        subscription=claim.subscription,
+        method=claim.method,
+        token=claim.token,
+        scope=claim.scope,
+        now=now,
+    )
+    if claim.token is None:
+        record = record.complete(outcome_of(settlement, payments.terms, partition).to_wire(), now)
+    partition.put(settlement, record)
+    if claim.token is not None:
+        payments.due.schedule(partition.account_id, now + PENDING_CHARGE_EXPIRY)
+    try:
+        payments.accounts.commit(partition)
+    except ConcurrencyError:
+        return None
+    if claim.token is None:
+        return outcome_of(settlement, payments.terms, partition)
+    result = payments.gateway.charge(settlement.total, claim.token, settlement.id)
+    return _apply_charge_result(payments, partition.account_id, settlement, result, known=partition)
+
+
+def _answer_with_pending_invoice(
+    payments: Payments, partition: AccountPartition, command: SettleCommand, settlement_id: str, pending: Settlement
+) -> SettlementOutcome | None:
+    """One pending wire reference per balance: the customer may already have sent money quoting it. The new key
+    keeps that answer (a repeat replays it); None when the account changed meanwhile."""
+    now = payments.clock.now()
+    outcome = outcome_of(pending, payments.terms, partition)
+    record = IdempotencyRecord(settlement_id=settlement_id, payload_hash=command.payload_hash, created_at=now)
+    partition.put(record.complete(outcome.to_wire(), now))
+    try:
+        payments.accounts.commit(partition)
+    except ConcurrencyError:
+        return None
+    return outcome
 
 
 def reconcile_settlements(payments: Payments, account_id: str) -> list[SettlementOutcome]:
@@ -152,7 +204,7 @@ def _resume(
     result = payments.gateway.lookup(settlement.id)
     if result is None:
         result = payments.gateway.charge(settlement.total, card_token_of(partition, settlement), settlement.id)
-    return _apply_charge_result(payments, partition.account_id, settlement, result)
+    return _apply_charge_result(payments, partition.account_id, settlement, result, known=partition)
 
 
 def _reconcile(payments: Payments, account_id: str, settlement: Settlement) -> SettlementOutcome | None:
@@ -168,8 +220,14 @@ def _reconcile(payments: Payments, account_id: str, settlement: Settlement) -> S
 
 
 def _apply_charge_result(
-    payments: Payments, account_id: str, settlement: Settlement, result: ChargeResult
+    payments: Payments,
+    account_id: str,
+    settlement: Settlement,
+    result: ChargeResult,
+    *,
+    known: AccountPartition | None = None,
 ) -> SettlementOutcome:
+    """Record what the gateway answered; `known` is the partition of the claim just committed (it saves a read)."""
     if result.outcome is ChargeOutcome.SUCCEEDED:
         completion = complete_payment(
             account_id,
@@ -179,16 +237,19 @@ def _apply_charge_result(
             clock=payments.clock,
             terms=payments.terms,
             charge=result,
+            known=known,
         )
         return outcome_of(completion.settlement, payments.terms)
     if result.outcome is ChargeOutcome.DECLINED:
-        return _record_decline(payments, account_id, settlement.id, result.reason or "declined")
+        return _record_decline(payments, account_id, settlement.id, result.reason or "declined", known=known)
     log.warning("settlement %s: the gateway did not answer; the outcome is looked up later", settlement.id)
-    partition = payments.accounts.load(account_id)
+    partition = known or payments.accounts.load(account_id)
     return outcome_of(settlement, payments.terms, partition).model_copy(update={"reason": result.reason})
 
 
-def _record_decline(payments: Payments, account_id: str, settlement_id: str, reason: str) -> SettlementOutcome:
+def _record_decline(
+    payments: Payments, account_id: str, settlement_id: str, reason: str, *, known: AccountPartition | None = None
+) -> SettlementOutcome:
     """A decline changes nothing but the attempt record; the alert stays."""
 
     def change(partition: AccountPartition) -> SettlementOutcome:
@@ -198,6 +259,6 @@ def _record_decline(payments: Payments, account_id: str, settlement_id: str, rea
             complete_idempotency_record(partition, settlement, payments.terms, payments.clock.now())
         return outcome_of(settlement, payments.terms, partition)
 
-    outcome = with_fresh_partition(payments.accounts, account_id, change)
+    outcome = with_fresh_partition(payments.accounts, account_id, change, known=known)
     log.info("settlement %s declined: %s", settlement_id, outcome.reason)
     return outcome

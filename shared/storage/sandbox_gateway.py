@@ -48,11 +48,12 @@ class SandboxGateway:
         self._clock = clock
 
     def charge(self, amount: Money, token: str, idempotency_key: str) -> ChargeResult:
-        """Charge `amount` to the test card `token`, once per `idempotency_key`."""
+        """Charge `amount` to the test card `token`, once per `idempotency_key`.
+
+        The ledger row is created first: a new key costs one request, and a repeat finds the first row it collides
+        with, exactly as a concurrent attempt does.
+        """
         fingerprint = _fingerprint(token)
-        earlier = self._read(idempotency_key)
-        if earlier is not None:
-            return _repeat(earlier, amount, fingerprint)
         card = SANDBOX_TOKENS.get(token)
         result = sandbox_outcome(card, amount, idempotency_key)
         entity = {
@@ -67,9 +68,9 @@ class SandboxGateway:
             try:
                 self._table.create_entity(entity)
             except ResourceExistsError:
-                concurrent = self._read(idempotency_key)
-                assert concurrent is not None
-                return _repeat(concurrent, amount, fingerprint)
+                earlier = self._read(idempotency_key)
+                assert earlier is not None, "a ledger row is never deleted"
+                return _repeat(earlier, amount, fingerprint)
         if card is not None and card.times_out:
             return result.model_copy(update={"outcome": ChargeOutcome.UNKNOWN, "reason": GATEWAY_TIMEOUT})
         return result

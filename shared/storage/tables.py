@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
@@ -34,6 +35,31 @@ class RequestCounter:
             return count
 
 
+@dataclass(frozen=True)
+class RequestBounds:
+    """How long one storage call may try before the store counts as unavailable: retries and socket timeouts."""
+
+    retries: int
+    backoff_seconds: float
+    connection_timeout_seconds: float
+    read_timeout_seconds: float
+
+    def table_options(self) -> dict[str, Any]:
+        return {
+            "retry_total": self.retries,
+            "retry_backoff_factor": self.backoff_seconds,
+            "retry_backoff_max": 4 * self.backoff_seconds,
+            "connection_timeout": self.connection_timeout_seconds,
+            "read_timeout": self.read_timeout_seconds,
+        }
+
+
+# A caller waits on an HTTP answer: a store that does not answer is a 503 within seconds (three attempts, each
+# given 3 s to connect and 5 s to answer, 0.8 s of backoff), not after the SDK's default 10 retries with backoff up
+# to 120 s and 300 s socket timeouts. Queue and timer work keep the defaults: nobody waits on them.
+INTERACTIVE_BOUNDS = RequestBounds(retries=2, backoff_seconds=0.4, connection_timeout_seconds=3, read_timeout_seconds=5)
+
+
 class TableStorage:
     """The table clients of one storage account: from a connection string, or an endpoint and an Entra credential."""
 
@@ -44,8 +70,11 @@ class TableStorage:
         endpoint: str | None = None,
         credential: TokenCredential | None = None,
         request_hook: Callable[[Any], None] | None = None,
+        bounds: RequestBounds | None = None,
         **client_options: Any,
     ) -> None:
+        if bounds is not None:
+            client_options = {**bounds.table_options(), **client_options}
         if request_hook is not None:
             client_options["raw_request_hook"] = request_hook
         if endpoint is not None and credential is not None:
@@ -65,9 +94,10 @@ class TableStorage:
             return client
 
     def ensure_tables(self, names: tuple[str, ...] = ALL_TABLES) -> None:
-        for name in names:
-            with suppress(ResourceExistsError):
-                self.service.create_table(name)
+        with storage_errors():
+            for name in names:
+                with suppress(ResourceExistsError):
+                    self.service.create_table(name)
 
 
 @contextmanager

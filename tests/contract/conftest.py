@@ -13,6 +13,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from devhost.azurite import AzuriteProcess
+from shared.adapters.lifecycle_queue import QueueLifecyclePublisher
 from shared.domain.clock import Clock, SystemClock
 from shared.domain.partition import RowId
 from shared.storage.account_store import AccountStore
@@ -29,10 +30,12 @@ from tests.fakes.memory import (
     MemoryAuditLog,
     MemoryDueIndex,
     MemoryMessageIndex,
+    MemoryLifecyclePublisher,
     MemoryRejectionStore,
     MemorySandboxGateway,
     MemoryWebhookLedger,
 )
+from tests.support.lifecycle_events import lifecycle_messages
 
 
 class IsolatedTables(TableStorage):
@@ -87,6 +90,13 @@ class MemoryBackend:
     def webhook_ledger(self, clock: Clock) -> MemoryWebhookLedger:
         return MemoryWebhookLedger(clock=clock)
 
+    @cached_property
+    def publisher(self) -> MemoryLifecyclePublisher:
+        return MemoryLifecyclePublisher()
+
+    def lifecycle_messages(self) -> list[str]:
+        return list(self.publisher.messages)
+
     def rewrite_account_row(self, account_id: str, identity: RowId) -> None:
         self.accounts.rewrite_row(account_id, identity)
 
@@ -94,9 +104,11 @@ class MemoryBackend:
 class AzuriteBackend:
     name = "azurite"
 
-    def __init__(self, tables: IsolatedTables, clock: Clock) -> None:
+    def __init__(self, tables: IsolatedTables, clock: Clock, connection_string: str) -> None:
         self.tables = tables
         self._clock = clock
+        self._connection_string = connection_string
+        self._queue_name = f"lifecycle-{uuid.uuid4().hex[:12]}"
 
     @cached_property
     def accounts(self) -> AccountStore:
@@ -125,6 +137,13 @@ class AzuriteBackend:
     def webhook_ledger(self, clock: Clock) -> TableWebhookLedger:
         return TableWebhookLedger(self.tables, clock=clock)
 
+    @cached_property
+    def publisher(self) -> QueueLifecyclePublisher:
+        return QueueLifecyclePublisher(self._connection_string, self._queue_name)
+
+    def lifecycle_messages(self) -> list[str]:
+        return lifecycle_messages(self._connection_string, self._queue_name)
+
     def rewrite_account_row(self, account_id: str, identity: RowId) -> None:
         table = self.tables.table(ACCOUNTS_TABLE)
         table.update_entity(table.get_entity(account_id, account_row_key(identity)))
@@ -139,6 +158,6 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Any]:
     azurite: AzuriteProcess = request.getfixturevalue("azurite")
     tables = IsolatedTables(azurite.connection_string)
     try:
-        yield AzuriteBackend(tables, SystemClock())
+        yield AzuriteBackend(tables, SystemClock(), azurite.connection_string)
     finally:
         tables.drop()

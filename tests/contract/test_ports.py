@@ -6,6 +6,7 @@ A fake that drifts from the adapter fails here, not in a service test that happe
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -654,3 +655,50 @@ def test_a_snapshot_disagreement_is_recorded_once_per_event_and_is_not_a_deletio
     assert backend.audit.record_snapshot_disagreement(record.model_copy(update={"recorded_at": AT})) is False
     assert backend.audit.snapshot_disagreements(account_id) == [record]
     assert backend.audit.deletions(account_id) == []
+
+
+# --- the lifecycle publisher ----------------------------------------------------------------------------------------
+
+
+def lifecycle_event(number: int, padding: int = 0) -> LifecycleEvent:
+    return LifecycleEvent(
+        id=f"le-{number:04d}",
+        type="subscription.disabled",
+        subject=f"/accounts/acc-1/subscriptions/sub-{number:04d}",
+        time=AT + timedelta(seconds=number),
+        data={"padding": "x" * padding},
+    )
+
+
+def test_events_are_published_in_order_as_json_arrays_of_cloudevents_few_per_message(backend: Any) -> None:
+    events = [lifecycle_event(n, padding=1_000) for n in range(120)]
+
+    report = backend.publisher.publish_batch(events)
+
+    assert (report.published, report.failed, report.error) == (tuple(e.id for e in events), (), None)
+    messages = backend.lifecycle_messages()
+    sent = [item for body in messages for item in json.loads(body)]
+    assert [item["id"] for item in sent] == [e.id for e in events]
+    assert {(item["specversion"], item["source"]) for item in sent} == {("1.0", "/pastdue")}
+    assert 1 < len(messages) < 5
+
+
+def test_an_event_no_message_can_hold_is_reported_and_the_others_are_published(backend: Any) -> None:
+    events = [lifecycle_event(1), lifecycle_event(2, padding=70_000), lifecycle_event(3)]
+
+    report = backend.publisher.publish_batch(events)
+
+    assert (report.published, report.failed) == (("le-0001", "le-0003"), ("le-0002",))
+    assert report.error
+    sent = [item["id"] for body in backend.lifecycle_messages() for item in json.loads(body)]
+    assert sent == ["le-0001", "le-0003"]
+
+
+def test_publishing_the_same_events_again_puts_them_on_the_queue_again(backend: Any) -> None:
+    events = [lifecycle_event(1), lifecycle_event(2)]
+
+    backend.publisher.publish_batch(events)
+    backend.publisher.publish_batch(events)
+
+    sent = [item["id"] for body in backend.lifecycle_messages() for item in json.loads(body)]
+    assert sent == ["le-0001", "le-0002", "le-0001", "le-0002"]

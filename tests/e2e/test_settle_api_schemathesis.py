@@ -91,7 +91,8 @@ schema = schemathesis.openapi.from_path(DOCUMENT, config=CONFIG)
 
 @schema.hook
 def flatmap_case(context: HookContext, case: Case[Any]) -> st.SearchStrategy[Case[Any]]:
-    """Point three cases in four at the seeded account; fill schema-valid bodies with values it knows."""
+    """Point three cases in four at the seeded account; fill schema-valid bodies with values it knows, bound to the
+    route's account and the Idempotency-Key header as the signature must bind them."""
     account_id = ACCOUNTS.get(case.path)
     if account_id is None:
         return st.just(case)
@@ -102,14 +103,28 @@ def flatmap_case(context: HookContext, case: Case[Any]) -> st.SearchStrategy[Cas
         case.path_parameters = {**generated_parameters, **({"accountId": chosen_account} if chosen_account else {})}
         if known and isinstance(generated_body, dict):
             case.body = {**generated_body, **known}
+        if _is_positive(case) and isinstance(case.body, dict):
+            case.body = {**case.body, **_bindings(case)}
         return case
 
     return st.tuples(st.sampled_from([account_id, account_id, account_id, None]), _known_values(case)).map(steered)
 
 
+def _is_positive(case: Case[Any]) -> bool:
+    return case.meta is None or case.meta.generation.mode == GenerationMode.POSITIVE
+
+
+def _bindings(case: Case[Any]) -> dict[str, Any]:
+    """A valid body names the account of its route and a settlement's Idempotency-Key, as a portal signs them."""
+    bindings = {"accountId": case.path_parameters.get("accountId")}
+    key = (case.headers or {}).get("Idempotency-Key")
+    if isinstance(case.body, dict) and "idempotencyKey" in case.body and isinstance(key, str):
+        bindings["idempotencyKey"] = key
+    return bindings
+
+
 def _known_values(case: Case[Any]) -> st.SearchStrategy[dict[str, Any]]:
-    positive = case.meta is None or case.meta.generation.mode == GenerationMode.POSITIVE
-    if not positive or not isinstance(case.body, dict):
+    if not _is_positive(case) or not isinstance(case.body, dict):
         return st.just({})
     body = case.body
     return st.fixed_dictionaries(

@@ -19,7 +19,7 @@ from devhost.process import LocalHostProcess
 from shared.storage.account_store import AccountStore
 from shared.storage.tables import TableStorage
 from tests.support.local_host import outbox_of, start_app
-from tests.support.settlement_data import ADMIN, PortalSigner, body_of, settle_body, shared_card_account
+from tests.support.settlement_data import ADMIN, PortalSigner, body_of, bound, settle_body, shared_card_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -61,7 +61,9 @@ def post(
     headers: dict[str, str] | None = None,
     function_key: str | None = FUNCTION_KEY,
 ) -> Reply:
-    raw = body_of(payload)
+    account_id = path.split("/")[2]  # /accounts/{accountId}/...
+    key = {name.lower(): value for name, value in (headers or {}).items()}.get("idempotency-key")
+    raw = body_of(bound(payload, account_id, key))
     # The host runs on the system clock, so the portal signs with the current time, as a real portal does.
     signer = PortalSigner(at=datetime.fromtimestamp(int(time.time()), UTC))
     all_headers = {**signer.headers(raw), **(headers or {})}

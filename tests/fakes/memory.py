@@ -13,14 +13,14 @@ import hmac
 import itertools
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from shared.adapters.lifecycle_queue import EVENT_SOURCE
+from shared.adapters.lifecycle_queue import EVENT_SOURCE, pack_batches
 from shared.bootstrap import Dependencies, telemetry
 from shared.domain.audit import DeletionRecord, SnapshotDisagreement
 from shared.domain.clock import Clock, SystemClock
@@ -33,7 +33,14 @@ from shared.domain.partition import ACCOUNT_ROW, AccountPartition, RowId
 from shared.domain.payments import GATEWAY_TIMEOUT, ChargeOutcome, ChargeResult, GatewayKeyReuseError
 from shared.domain.rejection import Rejection, is_rejection_id
 from shared.email import EmailRenderer
-from shared.services.ports import AccountUnitOfWork, DueEntry, SentMessage, StoredRejection, whole_second_up
+from shared.services.ports import (
+    AccountUnitOfWork,
+    DueEntry,
+    PublishReport,
+    SentMessage,
+    StoredRejection,
+    whole_second_up,
+)
 from shared.settings import Settings
 from shared.storage.account_store import MAX_TRANSACTION_OPERATIONS
 from shared.storage.codec import data_properties, decode
@@ -390,19 +397,30 @@ class MemoryEmailSender:
 
 
 class MemoryLifecyclePublisher:
-    """Records what was published; like the queue, publishing an event twice puts it there twice."""
+    """Records what was published, packed into messages as the queue adapter packs them; like the queue, publishing
+    an event twice puts it there twice, and an event no message can hold is refused."""
 
     def __init__(self) -> None:
+        self.messages: list[str] = []
         self.events: list[LifecycleEvent] = []
         self._lock = threading.Lock()
 
-    def publish(self, event: LifecycleEvent) -> None:
+    def publish_batch(self, events: Sequence[LifecycleEvent]) -> PublishReport:
+        packing = pack_batches(events)
         with self._lock:
-            self.events.append(event)
+            for batch in packing.batches:
+                self.messages.append(batch.body)
+                self.events.extend(batch.events)
+        refused = tuple(event.id for event in packing.oversized)
+        return PublishReport(
+            published=tuple(event.id for batch in packing.batches for event in batch.events),
+            failed=refused,
+            error=f"{len(refused)} event(s) larger than a queue message" if refused else None,
+        )
 
     @property
     def cloudevents(self) -> list[dict[str, Any]]:
-        """The messages as the queue adapter sends them."""
+        """The events as the queue adapter sends them, taken out of their batches."""
         return [event.to_cloudevent(EVENT_SOURCE) for event in self.events]
 
 

@@ -78,7 +78,7 @@ def stack(azurite: AzuriteProcess, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def signed_overview(account_id: str) -> PreparedCall:
-    body = json.dumps({"principalId": ADMIN}).encode()
+    body = json.dumps({"accountId": account_id, "principalId": ADMIN}).encode()
     headers = {
         "content-type": "application/json",
         "x-functions-key": FUNCTION_KEY,

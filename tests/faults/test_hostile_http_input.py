@@ -168,6 +168,7 @@ class World:
     storage: TableStorage
     attacker: str
     victim: str
+    attacker_other: str  # another account with the attacker's admin
 
 
 @pytest.fixture(scope="module")
@@ -176,15 +177,18 @@ def world(azurite: AzuriteProcess, tmp_path_factory: pytest.TempPathFactory) -> 
     storage.ensure_tables()
     store = AccountStore(storage)
     run = uuid.uuid4().hex[:10]
-    victim, attacker = f"acc-victim-{run}", f"acc-attacker-{run}"
+    victim, attacker, attacker_other = f"acc-victim-{run}", f"acc-attacker-{run}", f"acc-attacker2-{run}"
     store.commit(account_partition(victim, VICTIM_ADMIN, VICTIM_EMAIL, VICTIM_SUBSCRIPTION_NAME, VICTIM_AMOUNT, "v"))
     store.commit(
         account_partition(attacker, ATTACKER_ADMIN, "attacker@contoso.example", "Attacker Workload", "10.00", "a")
     )
+    store.commit(
+        account_partition(attacker_other, ATTACKER_ADMIN, "attacker@contoso.example", "Second Workload", "10.00", "b")
+    )
     directory = tmp_path_factory.mktemp("hostile")
     host = start_local_host(azurite.connection_string, directory / "host", directory / "outbox")
     try:
-        yield World(host, storage, attacker, victim)
+        yield World(host, storage, attacker, victim, attacker_other)
     finally:
         host.stop()
 
@@ -201,17 +205,20 @@ def snapshot(storage: TableStorage) -> dict[tuple[str, str, str], str]:
     return rows
 
 
-def valid_bodies(principal: str, subscription: str) -> dict[str, dict[str, Any]]:
+def valid_bodies(principal: str, subscription: str, account_id: str, key: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """A valid body per route, bound (as a portal signs it) to `account_id` and the Idempotency-Key header `key`."""
+    bound = {"accountId": account_id, "principalId": principal}
     return {
-        "overview": {"principalId": principal},
-        "settlement/quote": {"principalId": principal, "subscriptionId": subscription},
+        "overview": dict(bound),
+        "settlement/quote": {**bound, "subscriptionId": subscription},
         "settlement": {
-            "principalId": principal,
+            **bound,
+            "idempotencyKey": key["idempotency-key"],
             "subscriptionId": subscription,
             "paymentMethod": {"token": "tok_visa"},
             "expectedTotal": {"amount": "10.00", "currency": "EUR"},
         },
-        "notification-email": {"principalId": principal},
+        "notification-email": dict(bound),
     }
 
 
@@ -226,8 +233,8 @@ def with_value(document: dict[str, Any], path: tuple[str, ...], value: Any) -> d
 
 def injection_calls(world: World) -> list[Call]:
     calls: list[Call] = []
-    bodies = valid_bodies(ATTACKER_ADMIN, "sub-a-1")
     key = {"idempotency-key": f"hostile-{uuid.uuid4().hex}"}
+    bodies = valid_bodies(ATTACKER_ADMIN, "sub-a-1", world.attacker, key)
     for label, value in INJECTIONS.items():
         for route in ROUTES:
             path = f"/api/accounts/{quote(value, safe='', errors='surrogatepass')}/{route}"
@@ -277,8 +284,8 @@ def injection_calls(world: World) -> list[Call]:
 
 
 def cross_account_calls(world: World) -> list[Call]:
-    victim_bodies = valid_bodies(ATTACKER_ADMIN, "sub-v-1")
     key = {"idempotency-key": f"hostile-{uuid.uuid4().hex}"}
+    victim_bodies = valid_bodies(ATTACKER_ADMIN, "sub-v-1", world.victim, key)
     calls = [
         Call(
             f"attacker on victim's account ({route})",
@@ -293,11 +300,13 @@ def cross_account_calls(world: World) -> list[Call]:
         Call(
             "change victim's notification email",
             f"/api/accounts/{world.victim}/notification-email",
-            as_json({"principalId": ATTACKER_ADMIN, "notificationEmail": "evil@attacker.example"}),
+            as_json(
+                {"accountId": world.victim, "principalId": ATTACKER_ADMIN, "notificationEmail": "evil@attacker.example"}
+            ),
             expected=frozenset({403}),
         )
     )
-    own = valid_bodies(ATTACKER_ADMIN, "sub-v-1")
+    own = valid_bodies(ATTACKER_ADMIN, "sub-v-1", world.attacker, key)
     for route in ("settlement/quote", "settlement"):
         calls.append(
             Call(
@@ -309,7 +318,7 @@ def cross_account_calls(world: World) -> list[Call]:
             )
         )
     pay_with_victim_card = with_value(
-        valid_bodies(ATTACKER_ADMIN, "sub-a-1")["settlement"], ("paymentMethod",), {"id": "pm-v"}
+        valid_bodies(ATTACKER_ADMIN, "sub-a-1", world.attacker, key)["settlement"], ("paymentMethod",), {"id": "pm-v"}
     )
     calls.append(
         Call(
@@ -323,10 +332,56 @@ def cross_account_calls(world: World) -> list[Call]:
     return calls
 
 
-def malformed_calls(world: World) -> list[Call]:
-    settle = valid_bodies(ATTACKER_ADMIN, "sub-a-1")["settlement"]
-    path = f"/api/accounts/{world.attacker}/settlement"
+def binding_calls(world: World) -> list[Call]:
+    """Signed bodies taken to another account's route, or to another Idempotency-Key, are refused."""
     key = {"idempotency-key": f"hostile-{uuid.uuid4().hex}"}
+    own = valid_bodies(ATTACKER_ADMIN, "sub-a-1", world.attacker, key)
+    mismatch = frozenset({422})
+    calls = [
+        Call(
+            f"body signed for another account of the same admin ({route})",
+            f"/api/accounts/{world.attacker_other}/{route}",
+            as_json(own[route]),
+            dict(key),
+            expected=mismatch,
+        )
+        for route in ROUTES
+    ]
+    calls += [
+        Call(
+            f"body naming no account ({route})",
+            f"/api/accounts/{world.attacker}/{route}",
+            as_json({name: value for name, value in own[route].items() if name != "accountId"}),
+            dict(key),
+            expected=mismatch,
+        )
+        for route in ROUTES
+    ]
+    calls.append(
+        Call(
+            "settlement signed for one Idempotency-Key sent with another",
+            f"/api/accounts/{world.attacker}/settlement",
+            as_json(own["settlement"]),
+            {"idempotency-key": f"hostile-other-{uuid.uuid4().hex}"},
+            expected=mismatch,
+        )
+    )
+    calls.append(
+        Call(
+            "settlement naming no Idempotency-Key",
+            f"/api/accounts/{world.attacker}/settlement",
+            as_json({name: value for name, value in own["settlement"].items() if name != "idempotencyKey"}),
+            dict(key),
+            expected=mismatch,
+        )
+    )
+    return calls
+
+
+def malformed_calls(world: World) -> list[Call]:
+    key = {"idempotency-key": f"hostile-{uuid.uuid4().hex}"}
+    settle = valid_bodies(ATTACKER_ADMIN, "sub-a-1", world.attacker, key)["settlement"]
+    path = f"/api/accounts/{world.attacker}/settlement"
     variants: dict[str, Any] = {
         "principalId number": with_value(settle, ("principalId",), 123),
         "principalId bool": with_value(settle, ("principalId",), True),
@@ -411,7 +466,7 @@ def unreadable_input_calls(world: World) -> list[Call]:
         Call(
             f"unusable address: {kind}",
             path,
-            as_json({"principalId": ATTACKER_ADMIN, "notificationEmail": address}),
+            as_json({"accountId": world.attacker, "principalId": ATTACKER_ADMIN, "notificationEmail": address}),
             expected=frozenset({422}),
         )
         for kind, address in UNUSABLE_ADDRESSES.items()
@@ -431,7 +486,7 @@ def unreadable_input_calls(world: World) -> list[Call]:
 
 
 def signature_calls(world: World) -> list[Call]:
-    body = as_json({"principalId": ATTACKER_ADMIN})
+    body = as_json({"accountId": world.attacker, "principalId": ATTACKER_ADMIN})
     path = f"/api/accounts/{world.attacker}/overview"
     now = int(time.time())
     other_secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -533,6 +588,7 @@ def test_hostile_calls_get_clear_refusals_change_nothing_and_leak_nothing(world:
     calls = (
         injection_calls(world)
         + cross_account_calls(world)
+        + binding_calls(world)
         + malformed_calls(world)
         + unreadable_input_calls(world)
         + signature_calls(world)
@@ -566,13 +622,13 @@ def test_hostile_calls_get_clear_refusals_change_nothing_and_leak_nothing(world:
 
 def test_a_webhook_id_replayed_with_another_body_is_refused_and_changes_nothing(world: World) -> None:
     path = f"/api/accounts/{world.attacker}/overview"
-    first = as_json({"principalId": ATTACKER_ADMIN})
+    first = as_json({"accountId": world.attacker, "principalId": ATTACKER_ADMIN})
     headers = sign(first)
     before = snapshot(world.storage)
 
     original = send(world.host, Call("original", path, first, headers, signed=False))
     same_again = send(world.host, Call("retry", path, first, headers, signed=False))
-    replayed_body = as_json({"principalId": VICTIM_ADMIN})
+    replayed_body = as_json({"accountId": world.victim, "principalId": VICTIM_ADMIN})
     replayed = send(
         world.host,
         Call(
@@ -638,13 +694,13 @@ def test_bad_body_framing_is_a_clear_4xx_never_a_hang_a_dropped_connection_or_a_
     shown = b"".join(answer.body for answer in answers.values()).decode(errors="replace")
     assert [marker for marker in LEAK_MARKERS if marker in shown] == []
     assert "Traceback" not in world.host.log_text()
-    body = as_json({"principalId": ATTACKER_ADMIN})
+    body = as_json({"accountId": world.attacker, "principalId": ATTACKER_ADMIN})
     assert send(world.host, Call("after", f"/api/accounts/{world.attacker}/overview", body)).status == 200
 
 
 def test_the_host_header_cannot_make_a_replayed_webhook_id_pass_for_its_original_request(world: World) -> None:
     original_path = f"/api/accounts/{world.attacker}/overview"
-    body = as_json({"principalId": ATTACKER_ADMIN})
+    body = as_json({"accountId": world.attacker, "principalId": ATTACKER_ADMIN})
     headers = sign(body)
     # The same signed body and webhook id on another route, dressed up so the request URL would name the original.
     disguise = {"host": f"127.0.0.1:{world.host.port}{original_path}#"}

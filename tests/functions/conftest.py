@@ -16,6 +16,7 @@ def deps(azurite: AzuriteProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """Settlement dependencies on the test's Azurite, handed to the HTTP functions as the process's own."""
     built = settlement_deps(azurite.connection_string, tmp_path / "outbox", FixedClock(NOW))
     monkeypatch.setattr(bootstrap, "dependencies", lambda: built)
+    monkeypatch.setattr(bootstrap, "http_dependencies", lambda: built)
     return built
 
 

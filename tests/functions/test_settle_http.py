@@ -12,6 +12,7 @@ import pytest
 
 from functions.settle_http import routes
 from shared.bootstrap import Dependencies
+from shared.domain.settlement import Settlement, SettlementStatus
 from tests.support.settlement_data import (
     ADMIN,
     MASTERCARD,
@@ -20,6 +21,7 @@ from tests.support.settlement_data import (
     AccountData,
     PortalSigner,
     body_of,
+    bound,
     settle_body,
     shared_card_account,
 )
@@ -49,7 +51,8 @@ def request(
     signer: PortalSigner | None = None,
     webhook_id: str | None = None,
 ) -> func.HttpRequest:
-    raw = payload if isinstance(payload, bytes) else body_of(payload)
+    key = (headers or {}).get("Idempotency-Key")
+    raw = payload if isinstance(payload, bytes) else body_of(bound(payload, account_id, key))
     signed = (signer or PortalSigner()).headers(raw, webhook_id)
     path = ROUTES[route][1]
     return func.HttpRequest(
@@ -379,3 +382,77 @@ def test_an_invalid_notification_address_is_422(account: AccountData) -> None:
     response = call("notification-email", account.id, {"principalId": ADMIN, "notificationEmail": "nope"})
 
     assert_problem(response, 422, "validation-failed", pointer="#/notificationEmail")
+
+
+# --- the signature binds the account and the Idempotency-Key --------------------------------------------------
+
+ROUTE_BODIES: dict[str, dict[str, Any]] = {
+    "overview": {"principalId": ADMIN},
+    "quote": {"principalId": ADMIN, "subscriptionId": "sub-a"},
+    "settle": settle_body(payment_method={"kind": "invoice"}),
+    "notification-email": {"principalId": ADMIN},
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTE_BODIES))
+def test_a_body_that_does_not_name_its_account_is_422(account: AccountData, route: str) -> None:
+    response = call(route, account.id, body_of(ROUTE_BODIES[route]), headers={"Idempotency-Key": "key-1"})
+
+    assert_problem(response, 422, "validation-failed", pointer="#/accountId")
+
+
+@pytest.mark.parametrize("route", list(ROUTE_BODIES))
+def test_a_body_signed_for_one_account_is_refused_on_the_route_of_another_account_of_the_same_admin(
+    account: AccountData, deps: Dependencies, route: str
+) -> None:
+    other = shared_card_account().write(deps.accounts)
+    signed_for_account = body_of(bound(ROUTE_BODIES[route], account.id, "key-1" if route == "settle" else None))
+
+    response = call(route, other.id, signed_for_account, headers={"Idempotency-Key": "key-1"})
+
+    problem = assert_problem(response, 422, "account-mismatch", pointer="#/accountId")
+    assert any(error.get("parameter") == "accountId" for error in problem["errors"])
+    assert deps.accounts.load(other.id).all(Settlement) == []
+
+
+def test_a_settlement_body_that_does_not_name_its_idempotency_key_is_422(account: AccountData) -> None:
+    response = call("settle", account.id, body_of(bound(settle_body(), account.id)), headers={"Idempotency-Key": "k"})
+
+    assert_problem(response, 422, "validation-failed", pointer="#/idempotencyKey")
+
+
+def test_a_captured_settlement_replayed_with_a_new_idempotency_key_starts_no_new_settlement(
+    account: AccountData, deps: Dependencies
+) -> None:
+    captured = request(
+        "settle", account.id, settle_body(payment_method={"kind": "invoice"}), headers={"Idempotency-Key": "key-1"}
+    )
+    first = routes.settle(captured)
+    assert first.status_code == 202, first.get_body()
+    headers = {name: value for name, value in captured.headers.items() if name.lower() != "idempotency-key"}
+    replayed = func.HttpRequest(
+        method="POST",
+        url=captured.url,
+        headers={**headers, "Idempotency-Key": "key-2"},
+        route_params=captured.route_params,
+        body=captured.get_body(),
+    )
+
+    response = routes.settle(replayed)
+
+    problem = assert_problem(response, 422, "idempotency-key-mismatch", pointer="#/idempotencyKey")
+    assert any(error.get("header") == "Idempotency-Key" for error in problem["errors"])
+    settlements = deps.accounts.load(account.id).all(Settlement)
+    assert [(s.id, s.status) for s in settlements] == [(body(first)["settlementId"], SettlementStatus.PENDING)]
+
+
+def test_a_second_invoice_request_for_the_same_balance_answers_the_pending_reference(account: AccountData) -> None:
+    first = settle(account.id, settle_body(payment_method={"kind": "invoice"}), key="key-1")
+    second = settle(account.id, settle_body(payment_method={"kind": "invoice"}), key="key-2")
+    again = settle(account.id, settle_body(payment_method={"kind": "invoice"}), key="key-2")
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert body(second)["settlementId"] == body(first)["settlementId"]
+    assert body(second)["remittance"] == body(first)["remittance"]
+    assert body(again) == body(second)
+    assert again.headers["Idempotent-Replayed"] == "true"

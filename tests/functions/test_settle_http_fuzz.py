@@ -217,8 +217,13 @@ def test_schema_valid_signed_calls_reach_the_services_and_never_get_a_server_err
     @given(
         payload=strategy_for(request_schema(path)),
         idempotency_key=st.sampled_from(["k1", "k2", "k3", "k4"]),
+        bind=st.sampled_from([True, True, True, False]),
     )
-    def run(payload: dict[str, Any], idempotency_key: str) -> None:
+    def run(payload: dict[str, Any], idempotency_key: str, bind: bool) -> None:
+        if bind:  # mostly bound to the route and the header, as a portal binds them, so that calls reach the services
+            payload = {**payload, "accountId": account.id}
+            if "idempotencyKey" in payload:
+                payload["idempotencyKey"] = idempotency_key
         raw = json.dumps(payload).encode()
         headers = {**signer.headers(raw), "Idempotency-Key": idempotency_key}
         check_answer(path, call(path, raw, account.id, headers))

@@ -85,14 +85,15 @@ def test_lifecycle_events_are_queued_at_the_service_uri_base64_with_a_bearer_tok
     )
 
     publisher = connections.lifecycle_publisher(connections.storage_access(settings), "lifecycle-events", credential)
-    publisher.publish(event)
+    report = publisher.publish_batch([event])
 
     create, send = recorder.requests
     assert (create.method, create.path) == ("PUT", "/recorded/lifecycle-events")
     assert (send.method, send.path) == ("POST", "/recorded/lifecycle-events/messages")
     assert {create.authorization, send.authorization} == {f"Bearer {TOKEN}"}
     encoded = send.body.decode().split("<MessageText>")[1].split("</MessageText>")[0]
-    assert json.loads(base64.b64decode(encoded))["id"] == "evt-1"
+    assert [e["id"] for e in json.loads(base64.b64decode(encoded))] == ["evt-1"]
+    assert report.published == ("evt-1",)
     assert set(credential.scopes) == {STORAGE_SCOPE}
 
 

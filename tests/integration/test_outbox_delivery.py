@@ -147,7 +147,7 @@ def test_an_email_that_cannot_be_rendered_is_set_aside_and_the_others_still_go(
     assert broken.last_error.startswith("rendering")
 
 
-def test_pending_lifecycle_events_are_published_base64_and_then_removed(
+def test_pending_lifecycle_events_are_published_base64_as_a_cloudevents_batch_and_then_removed(
     azurite: AzuriteProcess,
     store: AccountStore,
     due_index: TableDueIndex,
@@ -169,7 +169,7 @@ def test_pending_lifecycle_events_are_published_base64_and_then_removed(
     queue = QueueClient.from_connection_string(
         azurite.connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
     )
-    messages = [json.loads(m.content) for m in queue.receive_messages()]
+    messages = [event for m in queue.receive_messages() for event in json.loads(m.content)]
     assert report.published == ["sub-a-disabled-1"]
     assert [(m["id"], m["type"], m["specversion"], m["subject"]) for m in messages] == [
         ("sub-a-disabled-1", "subscription.disabled", "1.0", "sub-a")

@@ -14,6 +14,7 @@ from shared.bootstrap import Dependencies
 from shared.domain.clock import FixedClock
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import ChargeStatus, PaymentMethod, PaymentMethodKind, ProcessedEvent
+from shared.domain.money import Money
 from shared.domain.payment_events import PaymentReceivedEvent
 from shared.domain.settle_balance import NEW_INVOICE_METHOD_ID, PaymentChoice
 from shared.domain.settlement import Settlement, SettlementStatus
@@ -25,10 +26,12 @@ from shared.services.payment_received import (
     SettlementClosedError,
     UnknownAccountError,
 )
+from shared.services.unit_of_work import with_fresh_partition
 from shared.services.views import SettlementOutcome
 from tests.support.settlement_data import (
     NOW,
     AccountData,
+    charge,
     lifecycle_events,
     sent_emails,
     settle_command,
@@ -213,15 +216,38 @@ def test_a_card_payment_supersedes_a_pending_invoice_and_its_reference(
         deps.apply_payment_received(received(account.id, remittance.reference))
 
 
-def test_a_new_invoice_request_supersedes_the_older_reference(deps: Dependencies, account: AccountData) -> None:
+def test_a_second_invoice_request_for_the_same_balance_answers_the_pending_settlement_and_its_reference(
+    deps: Dependencies, account: AccountData
+) -> None:
+    first = by_invoice(deps, account, "key-1")
+    second = by_invoice(deps, account, "key-2")
+
+    assert second.status is SettlementStatus.PENDING
+    assert second.settlement_id == first.settlement_id
+    assert second.remittance == first.remittance
+    invoices = [s for s in deps.accounts.load(account.id).all(Settlement) if s.payment_method_kind == "invoice"]
+    assert [(s.id, s.status) for s in invoices] == [(first.settlement_id, SettlementStatus.PENDING)]
+    assert first.remittance is not None
+    assert deps.apply_payment_received(received(account.id, first.remittance.reference)).duplicate is False
+
+
+def test_a_new_invoice_request_after_the_balance_changed_supersedes_the_older_reference(
+    deps: Dependencies, account: AccountData
+) -> None:
     older = by_invoice(deps, account, "key-1").remittance
-    newer = by_invoice(deps, account, "key-2").remittance
+    with_fresh_partition(deps.accounts, account.id, lambda p: p.put(charge("inv-3", "sub-a", "10.00")))
+    newer = deps.settle_balance(
+        settle_command(
+            account.id, "key-2", payment=PaymentChoice(invoice=True), expected_total=Money.parse("79.95", "EUR")
+        )
+    ).remittance
     assert older is not None
     assert newer is not None
+    assert newer.reference != older.reference
 
     with pytest.raises(SettlementClosedError):
         deps.apply_payment_received(received(account.id, older.reference))
-    assert deps.apply_payment_received(received(account.id, newer.reference)).duplicate is False
+    assert deps.apply_payment_received(received(account.id, newer.reference, amount="79.95")).duplicate is False
 
 
 def test_every_rejection_shares_one_base_class_for_the_queue_handler() -> None:

@@ -1,4 +1,4 @@
-"""schemas/lifecycle-events.schema.json as a validator, for every test that looks at lifecycle events out."""
+"""schemas/lifecycle-events.schema.json as a validator, and the lifecycle queue read as a consumer reads it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from jsonschema import Draft202012Validator, ValidationError
 
 from shared.adapters.lifecycle_queue import EVENT_SOURCE
@@ -39,3 +41,24 @@ def schema_errors(cloudevent: dict[str, Any]) -> list[str]:
 def _is_about_another_type(error: ValidationError, siblings: Iterable[ValidationError]) -> bool:
     branch = error.relative_schema_path[0]
     return any(e.relative_schema_path[0] == branch and list(e.absolute_path) == ["type"] for e in siblings)
+
+
+def lifecycle_messages(connection_string: str, queue_name: str) -> list[str]:
+    """The bodies of the messages on a lifecycle queue (decoded from base64, left on the queue), oldest first."""
+    queue = QueueClient.from_connection_string(
+        connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
+    )
+    try:
+        return [message.content for message in queue.peek_messages(max_messages=32)]
+    except ResourceNotFoundError:
+        return []
+
+
+def events_of(message_bodies: list[str]) -> list[dict[str, Any]]:
+    """The CloudEvents in lifecycle messages: each message is a CloudEvents JSON batch (a JSON array of events)."""
+    events: list[dict[str, Any]] = []
+    for body in message_bodies:
+        batch = json.loads(body)
+        assert isinstance(batch, list), f"a lifecycle message is a JSON array of events, not {type(batch).__name__}"
+        events.extend(batch)
+    return events

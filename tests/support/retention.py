@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -11,8 +9,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.queue import QueueClient
 from pydantic import SecretStr
 
 from shared.bootstrap import Dependencies, build
@@ -39,6 +35,7 @@ from shared.services.unit_of_work import with_fresh_partition
 from shared.settings import Settings, retention_policy
 from shared.storage.layout import DUE_TABLE
 from shared.storage.tables import RequestCounter
+from tests.support.lifecycle_events import events_of, lifecycle_messages
 
 PORTAL = "https://portal.contoso.example"
 ADMIN_EMAIL = "ada.admin@contoso.example"
@@ -105,13 +102,8 @@ class World:
         return [e.due_at for e in self.deps.due.due(at) if e.account_id == account_id]
 
     def lifecycle_events(self) -> list[dict[str, Any]]:
-        """Every message on the lifecycle queue, decoded from base64 CloudEvents JSON (and left there)."""
-        queue = QueueClient.from_connection_string(self.connection_string, self.settings.lifecycle_queue)
-        try:
-            messages = queue.peek_messages(max_messages=32)
-        except ResourceNotFoundError:  # the queue does not exist before the first event
-            return []
-        return [json.loads(base64.b64decode(m.content)) for m in messages]
+        """Every event on the lifecycle queue, decoded from its base64 CloudEvents JSON batch (and left there)."""
+        return events_of(lifecycle_messages(self.connection_string, self.settings.lifecycle_queue))
 
 
 def make_world(connection_string: str, tmp_path: Path, **settings: Any) -> World:

@@ -15,8 +15,6 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from pydantic import BaseModel, SecretStr
 from standardwebhooks.webhooks import Webhook
 
@@ -38,6 +36,7 @@ from shared.domain.partition import AccountPartition
 from shared.domain.settle_balance import PaymentChoice, SettleCommand
 from shared.settings import LOCAL_WEBHOOK_SECRET, Settings
 from shared.storage.account_store import AccountStore
+from tests.support.lifecycle_events import events_of, lifecycle_messages
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 FAILED_AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -172,6 +171,17 @@ def body_of(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
+def bound(payload: dict[str, Any], account_id: str, idempotency_key: str | None = None) -> dict[str, Any]:
+    """`payload` naming the route's account (and a settlement's Idempotency-Key), as the signature must bind them.
+
+    Members the payload names itself win, so that a test can send a body bound to something else.
+    """
+    binding: dict[str, Any] = {"accountId": account_id}
+    if idempotency_key is not None:
+        binding["idempotencyKey"] = idempotency_key
+    return {**binding, **payload}
+
+
 def settle_body(
     subscription_id: str = "sub-a",
     *,
@@ -210,15 +220,8 @@ def settle_command(account_id: str, key: str | None = None, **overrides: Any) ->
 
 def lifecycle_events(deps: Dependencies) -> list[dict[str, Any]]:
     """The CloudEvents published so far on this test's own lifecycle queue."""
-    queue = QueueClient.from_connection_string(
-        deps.settings.storage_connection_string.get_secret_value(),
-        deps.settings.lifecycle_queue,
-        message_decode_policy=TextBase64DecodePolicy(),
-    )
-    try:
-        return [json.loads(message.content) for message in queue.peek_messages(max_messages=32)]
-    except ResourceNotFoundError:
-        return []
+    connection_string = deps.settings.storage_connection_string.get_secret_value()
+    return events_of(lifecycle_messages(connection_string, deps.settings.lifecycle_queue))
 
 
 def sent_emails(deps: Dependencies) -> list[EmailMessage]:

@@ -10,9 +10,11 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from shared.adapters.lifecycle_queue import pack_batches
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.lifecycle_events import (
     EmailDelivery,
+    MAX_SUBSCRIPTIONS_PER_EVENT,
     EnablingReason,
     LifecycleEventType,
     NotificationAddressUndeliverableData,
@@ -115,7 +117,7 @@ def every_factory() -> dict[str, LifecycleEvent]:
             cause=RetentionStep(reference=DISABLED_AT),
             at=DISABLED_AT + timedelta(days=90),
         ),
-        "payment method replaced": payment_method_replaced(ACCOUNT, settlement, at=PAID_AT),
+        "payment method replaced": only(payment_method_replaced(ACCOUNT, settlement, at=PAID_AT)),
         "address undeliverable": notification_address_undeliverable(
             ACCOUNT,
             "billing@contoso.example",
@@ -126,6 +128,11 @@ def every_factory() -> dict[str, LifecycleEvent]:
             at=BOUNCED_AT + timedelta(seconds=3),
         ),
     }
+
+
+def only(events: tuple[LifecycleEvent, ...]) -> LifecycleEvent:
+    (event,) = events
+    return event
 
 
 EVENTS = every_factory()
@@ -365,3 +372,55 @@ def test_dates_in_the_data_are_utc_whatever_the_zone_of_the_moment() -> None:
     assert (
         event.data["deletionDate"] == (date(2027, 2, 4) + timedelta(days=POLICY.effective_retention_days)).isoformat()
     )
+
+
+# --- a payment_method.replaced too long for one queue message is sent in parts ---------------------------------
+
+
+def test_a_settlement_that_moved_more_subscriptions_than_one_event_lists_sends_them_in_parts() -> None:
+    moved = tuple(f"sub-{n:04d}" for n in range(1, 1002))
+    whole = only(payment_method_replaced(ACCOUNT, succeeded_settlement(), at=PAID_AT))
+
+    parts = payment_method_replaced(ACCOUNT, succeeded_settlement(switched=moved), at=PAID_AT)
+
+    assert len(parts) == -(-len(moved) // MAX_SUBSCRIPTIONS_PER_EVENT) == 5
+    assert [event.id for event in parts] == [f"{whole.id}.part{n}of5" for n in range(1, 6)]
+    assert [(event.data["part"], event.data["parts"]) for event in parts] == [(n, 5) for n in range(1, 6)]
+    assert [sid for event in parts for sid in event.data["subscriptionIds"]] == list(moved)  # type: ignore[union-attr]
+    for event in parts:
+        assert schema_errors(as_sent(event)) == []
+        assert (event.type, event.subject, event.time) == (whole.type, whole.subject, whole.time)
+        assert {k: v for k, v in event.data.items() if k not in {"subscriptionIds", "part", "parts"}} == {
+            k: v for k, v in whole.data.items() if k not in {"subscriptionIds", "part", "parts"}
+        }
+
+
+def test_one_event_is_sent_whole_with_its_published_id_up_to_the_limit() -> None:
+    moved = tuple(f"sub-{n:04d}" for n in range(MAX_SUBSCRIPTIONS_PER_EVENT))
+
+    (event,) = payment_method_replaced(ACCOUNT, succeeded_settlement(switched=moved), at=PAID_AT)
+
+    assert event.id == "le-c55c582f9b554a0cee941d5fbaf84fe7"
+    assert (event.data["part"], event.data["parts"]) == (1, 1)
+
+
+def test_the_largest_part_with_the_longest_ids_still_fits_one_queue_message() -> None:
+    longest = "a" * 128
+    moved = tuple(f"{n:04d}{'s' * 124}" for n in range(MAX_SUBSCRIPTIONS_PER_EVENT))
+    settlement = succeeded_settlement(switched=moved).model_copy(
+        update={"id": "stl-" + "0" * 124, "payment_method_id": "p" * 128, "failed_payment_method_id": "f" * 128}
+    )
+
+    (event,) = payment_method_replaced(longest, settlement, at=PAID_AT)
+
+    assert schema_errors(as_sent(event)) == []
+    packing = pack_batches([event])
+    assert (len(packing.batches), packing.oversized) == (1, ())
+
+
+def test_the_schema_refuses_a_part_listing_more_subscriptions_than_the_limit() -> None:
+    too_many = [f"sub-{n:04d}" for n in range(MAX_SUBSCRIPTIONS_PER_EVENT + 1)]
+
+    errors = schema_errors(mutated("payment method replaced", ("data", "subscriptionIds"), too_many))
+
+    assert any(error.startswith("data/subscriptionIds: [") and "is too long" in error for error in errors), errors

@@ -196,6 +196,7 @@ def test_the_settle_pane_shows_the_quote_and_a_fresh_idempotency_key_per_render(
     assert keys[1] is not None
     assert keys[0].group(1) != keys[1].group(1)
     assert stub.calls_to("settlement/quote")[0].json == {
+        "accountId": "acc-1001",
         "principalId": "user-7",
         "subscriptionId": "sub-a",
         "paymentMethodId": "pm-mc-5555",
@@ -231,7 +232,9 @@ def test_pay_sends_the_quoted_total_and_shows_the_result(browser: Browser, stub:
     (call,) = stub.calls_to("settlement")
     assert call.headers["idempotency-key"] == "key-1"
     assert call.json == {
+        "accountId": "acc-1001",
         "principalId": "user-7",
+        "idempotencyKey": "key-1",
         "subscriptionId": "sub-a",
         "paymentMethod": {"id": "pm-mc-5555"},
         "expectedTotal": {"amount": "62.45", "currency": "EUR"},

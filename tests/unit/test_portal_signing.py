@@ -103,7 +103,9 @@ def test_a_settlement_call_is_a_signed_post_with_function_key_and_idempotency_ke
     assert call.headers["idempotency-key"] == "key-1"
     assert call.headers["content-type"] == "application/json"
     assert Webhook(SECRET).verify(call.body, call.headers) == {
+        "accountId": "acc-1001",
         "principalId": "user-7",
+        "idempotencyKey": "key-1",
         "subscriptionId": "sub-a",
         "paymentMethod": {"token": "tok_visa"},
         "expectedTotal": {"amount": "62.45", "currency": "EUR"},
@@ -132,16 +134,24 @@ def test_routes_and_bodies_follow_the_api_contract(stub_api: ApiStub) -> None:
     api.notification_email("acc-1001", "user-7", "ap@example.com")
 
     assert [(c.path, json.loads(c.body)) for c in stub_api.calls] == [
-        ("/api/accounts/acc%201/overview", {"principalId": "user-7"}),
+        ("/api/accounts/acc%201/overview", {"accountId": "acc 1", "principalId": "user-7"}),
         (
             "/api/accounts/acc-1001/settlement/quote",
-            {"principalId": "user-7", "subscriptionId": "sub-a", "paymentMethodId": "pm-mc-5555"},
+            {
+                "accountId": "acc-1001",
+                "principalId": "user-7",
+                "subscriptionId": "sub-a",
+                "paymentMethodId": "pm-mc-5555",
+            },
         ),
-        ("/api/accounts/acc-1001/settlement/quote", {"principalId": "user-7", "subscriptionId": "sub-a"}),
-        ("/api/accounts/acc-1001/notification-email", {"principalId": "user-7"}),
+        (
+            "/api/accounts/acc-1001/settlement/quote",
+            {"accountId": "acc-1001", "principalId": "user-7", "subscriptionId": "sub-a"},
+        ),
+        ("/api/accounts/acc-1001/notification-email", {"accountId": "acc-1001", "principalId": "user-7"}),
         (
             "/api/accounts/acc-1001/notification-email",
-            {"principalId": "user-7", "notificationEmail": "ap@example.com"},
+            {"accountId": "acc-1001", "principalId": "user-7", "notificationEmail": "ap@example.com"},
         ),
     ]
 

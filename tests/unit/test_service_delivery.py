@@ -13,9 +13,10 @@ from shared.domain.email import SendOutcome
 from shared.domain.model import Account, Alert, AlertKind
 from shared.domain.outbox import LifecycleEvent, Notification, NotificationStatus
 from shared.domain.partition import AccountPartition
+from shared.services.delivery import RECOVERY_DELAY
 from shared.services.unit_of_work import with_fresh_partition
 from shared.settings import Settings
-from tests.fakes import RacingAccounts, build_in_memory
+from tests.fakes import Fault, FaultyPort, RacingAccounts, build_in_memory
 
 NOW = datetime(2026, 11, 24, 10, tzinfo=UTC)
 ACCOUNT = "acc-1"
@@ -144,3 +145,56 @@ def test_the_in_memory_build_binds_every_use_case_to_fakes_and_has_no_tables() -
     assert all(type(port).__module__ == "tests.fakes.memory" for port in ports)
     assert deps.outbox.store is deps.accounts
     assert deps.retention.payments.gateway is deps.gateway
+
+
+def test_a_publisher_that_fails_keeps_the_events_pending_records_the_emails_and_tries_again_later(
+    deps: Dependencies,
+) -> None:
+    event = LifecycleEvent(id="sub-a-disabled-1", type="subscription.disabled", subject="sub-a", time=NOW, data={})
+    seed(deps, notification("n-1"), event)
+    failing = dataclasses.replace(deps, events=FaultyPort(deps.events, Fault("publish_batch")))
+
+    report = failing.deliver(ACCOUNT)
+
+    assert (report.sent, report.published, report.unpublished) == (["n-1"], [], ["sub-a-disabled-1"])
+    partition = deps.accounts.load(ACCOUNT)
+    assert stored(deps, "n-1").status is NotificationStatus.SENT
+    assert [e.id for e in partition.pending_events] == ["sub-a-disabled-1"]
+    retries = [e.due_at for e in deps.due.due(NOW + timedelta(days=1)) if e.account_id == ACCOUNT]
+    assert retries == [NOW + RECOVERY_DELAY]
+
+    later = deps.deliver(ACCOUNT)
+
+    assert (later.published, later.unpublished) == (["sub-a-disabled-1"], [])
+    assert deps.accounts.load(ACCOUNT).pending_events == []
+
+
+def oversized_event() -> LifecycleEvent:
+    """More than a queue message can hold (a queue message is 64 KiB after base64)."""
+    padding = {"x": "y" * 70_000}
+    return LifecycleEvent(id="le-huge", type="payment_method.replaced", subject="pm", time=NOW, data=padding)
+
+
+def test_an_event_no_queue_message_can_hold_stays_pending_and_the_others_go_out(deps: Dependencies) -> None:
+    huge = oversized_event()
+    small = LifecycleEvent(id="le-small", type="subscription.disabled", subject="sub-a", time=NOW, data={})
+    seed(deps, huge, small)
+
+    report = deps.deliver(ACCOUNT)
+
+    assert (report.published, report.unpublished) == (["le-small"], ["le-huge"])
+    assert [e.id for e in deps.accounts.load(ACCOUNT).pending_events] == ["le-huge"]
+    assert [e["id"] for e in deps.events.cloudevents] == ["le-small"]  # type: ignore[attr-defined]
+
+
+def test_the_retry_of_an_unpublished_event_backs_off_with_its_age(deps: Dependencies, clock: FixedClock) -> None:
+    huge = oversized_event()
+    seed(deps, huge)
+    clock.advance(timedelta(hours=2))
+
+    deps.deliver(ACCOUNT)
+    clock.advance(timedelta(days=2))
+    deps.deliver(ACCOUNT)
+
+    due = sorted(e.due_at for e in deps.due.due(NOW + timedelta(days=30)) if e.account_id == ACCOUNT)
+    assert due == [NOW + timedelta(hours=4), NOW + timedelta(days=2, hours=8)]
