@@ -23,8 +23,8 @@ from shared.domain.retention_policy import RetentionPolicy, deletion_date
 from shared.domain.settlement import Settlement
 
 __all__ = [
-    "EmailDelivery",
     "MAX_SUBSCRIPTIONS_PER_EVENT",
+    "EmailDelivery",
     "EnablingReason",
     "EventCause",
     "LifecycleEventType",

@@ -30,8 +30,8 @@ from shared.services.ports import (
     EmailSender,
     LifecyclePublisher,
     MessageIndex,
-    SentMessage,
     PublishReport,
+    SentMessage,
 )
 from shared.services.unit_of_work import with_fresh_partition
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ValidationError
 from shared.adapters.lifecycle_queue import pack_batches
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.lifecycle_events import (
-    EmailDelivery,
     MAX_SUBSCRIPTIONS_PER_EVENT,
+    EmailDelivery,
     EnablingReason,
     LifecycleEventType,
     NotificationAddressUndeliverableData,
