@@ -8,6 +8,7 @@
 | `rejections` | `rejection`                                   | the rejection id (the queue message id)         |
 | `webhooks`   | `wh-NN` (hash of the webhook id, 16 shards)   | SHA-256 of the webhook id                       |
 | `gateway`    | `sandbox-charges`                             | SHA-256 of the gateway idempotency key          |
+| `testclock`  | `clock`                                       | `offset` (the test clock's one row)             |
 
 `accounts`: one partition per billing account, so that everything that must change together changes in one
 entity-group transaction; the root row carries a version that every write bumps with its ETag, which makes each
@@ -33,7 +34,16 @@ AUDIT_TABLE = "audit"
 WEBHOOKS_TABLE = "webhooks"
 GATEWAY_TABLE = "gateway"
 REJECTIONS_TABLE = "rejections"
-ALL_TABLES = (ACCOUNTS_TABLE, DUE_TABLE, AUDIT_TABLE, REJECTIONS_TABLE, WEBHOOKS_TABLE, GATEWAY_TABLE)
+TEST_CLOCK_TABLE = "testclock"
+ALL_TABLES = (
+    ACCOUNTS_TABLE,
+    DUE_TABLE,
+    AUDIT_TABLE,
+    REJECTIONS_TABLE,
+    WEBHOOKS_TABLE,
+    GATEWAY_TABLE,
+    TEST_CLOCK_TABLE,
+)
 
 # --- accounts ---------------------------------------------------------------------------------------------------
 
@@ -139,3 +149,9 @@ GATEWAY_PARTITION = "sandbox-charges"
 
 def gateway_row_key(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+# --- testclock ----------------------------------------------------------------------------------------------------
+
+TEST_CLOCK_PARTITION = "clock"
+TEST_CLOCK_ROW = "offset"

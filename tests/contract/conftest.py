@@ -17,6 +17,7 @@ from shared.domain.clock import Clock, SystemClock
 from shared.domain.partition import RowId
 from shared.storage.account_store import AccountStore
 from shared.storage.audit_log import TableAuditLog
+from shared.storage.clock_offset import TableClockOffsetStore
 from shared.storage.due_index import TableDueIndex
 from shared.storage.layout import ACCOUNTS_TABLE, account_row_key
 from shared.storage.rejection_store import TableRejectionStore
@@ -26,6 +27,7 @@ from shared.storage.webhook_ledger import TableWebhookLedger
 from tests.fakes.memory import (
     MemoryAccountStore,
     MemoryAuditLog,
+    MemoryClockOffsetStore,
     MemoryDueIndex,
     MemoryRejectionStore,
     MemorySandboxGateway,
@@ -78,6 +80,10 @@ class MemoryBackend:
     def gateway(self) -> MemorySandboxGateway:
         return MemorySandboxGateway()
 
+    @cached_property
+    def clock_offsets(self) -> MemoryClockOffsetStore:
+        return MemoryClockOffsetStore()
+
     def webhook_ledger(self, clock: Clock) -> MemoryWebhookLedger:
         return MemoryWebhookLedger(clock=clock)
 
@@ -111,6 +117,10 @@ class AzuriteBackend:
     @cached_property
     def gateway(self) -> SandboxGateway:
         return SandboxGateway(self.tables, clock=self._clock)
+
+    @cached_property
+    def clock_offsets(self) -> TableClockOffsetStore:
+        return TableClockOffsetStore(self.tables)
 
     def webhook_ledger(self, clock: Clock) -> TableWebhookLedger:
         return TableWebhookLedger(self.tables, clock=clock)
