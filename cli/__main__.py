@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "cli.local_stack",
     "cli.retention",
     "cli.rejections",
+    "cli.clock",
 )
 
 

@@ -9,15 +9,30 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
+
+from cli.clock import format_reading
 from cli.demo import seed_demo
 from devhost.azurite import DEFAULT_PORTS, AzuriteProcess, start_azurite
+from devhost.settings import read_local_settings
 from shared.bootstrap import dependencies
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST_PORT = 7071
 PORTAL_PORT = 7072
+# The demo runs on the test clock, its timer every minute: `python -m cli clock advance 31d` and the next firing
+# cancels a demo subscription. The environment or local.settings.json may say otherwise.
+DEMO_HOST_SETTINGS = {"TEST_CLOCK_ENABLED": "true", "RETENTION_SCHEDULE": "0 * * * * *"}
+
+
+def host_environment(environ: Mapping[str, str], settings_file: Path) -> dict[str, str]:
+    """The local host's environment: ours, plus each demo setting that neither it nor the settings file sets."""
+    configured = read_local_settings(settings_file) if settings_file.is_file() else {}
+    demo = {name: value for name, value in DEMO_HOST_SETTINGS.items() if name not in environ and name not in configured}
+    return {**environ, **demo}
 
 
 def _listening(port: int) -> bool:
@@ -41,6 +56,20 @@ def _seed() -> None:
         print(f"Demo data created: {', '.join(seeded)} (their payment failures are on the queue).")
 
 
+def _show_test_clock(environment: Mapping[str, str]) -> None:
+    try:
+        enabled = TypeAdapter(bool).validate_python(environment.get("TEST_CLOCK_ENABLED", "false"))
+    except ValidationError:
+        return  # the host names the malformed setting as it starts
+    if not enabled:
+        return
+    reading = dependencies().read_test_clock()
+    print(
+        f"The host runs on the test clock; move it with `.venv/bin/python -m cli clock advance 31d`.\n"
+        f"{format_reading(reading)}"
+    )
+
+
 def _stop_on_sigterm() -> None:
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -57,8 +86,10 @@ def _run(args: argparse.Namespace) -> int:
         if not args.no_demo:
             _seed()
         command = [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(args.port)]
+        environment = host_environment(os.environ, REPO_ROOT / "local.settings.json")
+        _show_test_clock(environment)
         # Its own session: a Ctrl-C reaches it once, from us, so it can finish in-flight work.
-        processes.append(subprocess.Popen(command, start_new_session=True))  # noqa: S603 - our own interpreter
+        processes.append(subprocess.Popen(command, env=environment, start_new_session=True))  # noqa: S603
         portal = [
             sys.executable,
             "-m",

@@ -1,6 +1,7 @@
 """`python -m cli retention [--dry-run] [--at DATE]`: what the retention timer does (or would do) at a moment.
 
-With `--at` the run happens at that moment with a fixed clock: time travel for demos and tests. `--dry-run` reads
+With `--at` the run happens at that moment with a fixed clock: time travel for demos and tests. Without it, the run
+happens now: on the test clock where TEST_CLOCK_ENABLED=true, else on real time. `--dry-run` reads
 the due index and the due accounts and lists what would happen, writing nothing.
 """
 
@@ -11,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from shared.bootstrap import build
-from shared.domain.clock import FixedClock, SystemClock
+from shared.domain.clock import FixedClock
 from shared.domain.retention_plan import RetentionAction, RetentionActionKind
 from shared.services.retention import RetentionReport
 from shared.settings import Settings
@@ -48,10 +49,13 @@ def parse_moment(text: str) -> datetime:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.load()
-    clock = FixedClock(args.at) if args.at else SystemClock()
-    deps = build(settings, clock=clock)
+    if args.at:
+        # A moment given is the moment of the run, whatever the test clock reads.
+        deps = build(settings.model_copy(update={"test_clock_enabled": False}), clock=FixedClock(args.at))
+    else:
+        deps = build(settings)
     report = deps.run_retention(
-        now=clock.now(),
+        now=deps.clock.now(),
         time_budget=timedelta(seconds=settings.retention_time_budget_seconds),
         dry_run=args.dry_run,
     )

@@ -8,11 +8,16 @@ import re
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
+STORAGE_SETTING = "AzureWebJobsStorage"
 DEFAULT_SETTINGS: Mapping[str, str] = {
-    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    STORAGE_SETTING: "UseDevelopmentStorage=true",
     "LOCAL_FUNCTION_KEY": "pastdue-local-key",
 }
+# The Functions host's own setting; it names the host's locks in storage, so instances of one app must share it.
+HOST_ID_SETTING = "AzureFunctionsWebHost__hostId"
 _REFERENCE = re.compile(r"%([^%]+)%")
+_HOST_ID_CHARACTERS = re.compile(r"[^a-z0-9-]+")
+MAX_HOST_ID_LENGTH = 32
 
 
 class SettingsError(ValueError):
@@ -50,7 +55,15 @@ def apply_settings(
         raise SettingsError(f"settings file {settings_file} does not exist")
     for name, value in DEFAULT_SETTINGS.items():
         target.setdefault(name, value)
+    target.setdefault(HOST_ID_SETTING, default_host_id(app_dir))
     return loaded
+
+
+def default_host_id(app_dir: Path) -> str:
+    """The app folder's name as a host id (lower case, letters, digits and dashes, at most 32 characters): every
+    local host started on one folder shares the timer locks, as the instances of one function app do."""
+    name = _HOST_ID_CHARACTERS.sub("-", app_dir.resolve().name.lower())[:MAX_HOST_ID_LENGTH].strip("-")
+    return name or "devhost"
 
 
 def resolve_references(value: str, environ: Mapping[str, str] | None = None) -> str:

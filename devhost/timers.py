@@ -1,15 +1,19 @@
-"""Timer triggers: one thread per function, firing at each scheduled UTC occurrence."""
+"""Timer triggers: one thread per function, firing at each scheduled UTC occurrence, on one instance at a time."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from azure.functions.timer import TimerRequest
+
+from devhost.settings import HOST_ID_SETTING, STORAGE_SETTING
+from devhost.singleton import Claim, TimerLock
 
 if TYPE_CHECKING:
     from devhost.app_loader import TimerFunction
@@ -24,11 +28,27 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def lock_from_environment(function_name: str) -> TimerLock | None:
+    """The singleton lock in `AzureWebJobsStorage`, under this host's id; None (and a warning) without one."""
+    try:
+        return TimerLock(os.environ[STORAGE_SETTING], os.environ[HOST_ID_SETTING], function_name)
+    except (KeyError, ValueError) as error:
+        logger.warning("[%s] runs without a singleton lock (no usable blob storage: %s)", function_name, error)
+        return None
+
+
 class TimerRunner:
-    def __init__(self, function: TimerFunction, invoker: Invoker, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        function: TimerFunction,
+        invoker: Invoker,
+        clock: Callable[[], datetime] = utc_now,
+        lock: TimerLock | None = None,
+    ) -> None:
         self.function = function
         self._invoker = invoker
         self._clock = clock
+        self._lock = lock if lock is not None else lock_from_environment(function.name)
         self._stopping = threading.Event()
         self._last: datetime | None = None
         self._thread = threading.Thread(target=self._run, name=f"devhost-timer-{function.name}", daemon=True)
@@ -59,6 +79,16 @@ class TimerRunner:
             due = self.function.schedule.next_after(max(due, self._clock()))
 
     def _fire(self, scheduled: datetime, reason: str) -> None:
+        if self._lock is None:
+            self._invoke(scheduled, reason)
+            return
+        with self._lock.hold(scheduled) as claim:
+            if claim is Claim.TAKEN:
+                self._invoke(scheduled, reason)
+            else:
+                logger.info("[%s] skipped the occurrence at %s: %s", self.function.name, scheduled.isoformat(), claim)
+
+    def _invoke(self, scheduled: datetime, reason: str) -> None:
         started = self._clock()
         past_due = started - scheduled > PAST_DUE_AFTER
         next_due = self.function.schedule.next_after(max(scheduled, started))

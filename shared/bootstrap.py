@@ -15,7 +15,7 @@ from azure.core.credentials import TokenCredential
 
 from shared import connections
 from shared.domain.account_update import AccountUpdatedResult
-from shared.domain.clock import Clock, SystemClock
+from shared.domain.clock import Clock, OffsetClock, SystemClock
 from shared.domain.delivery_reports import DeliveryReportOutcome, DeliveryReportResult, EmailDeliveryReport
 from shared.domain.payment_events import AccountUpdatedEvent, PaymentFailedEvent, PaymentReceivedEvent
 from shared.domain.payment_failure import PaymentFailedResult
@@ -27,6 +27,7 @@ from shared.email import EmailRenderer, OutboxEmailSender
 from shared.services import (
     account_updated,
     account_views,
+    clock_travel,
     delivery_reports,
     payment_failed,
     payment_received,
@@ -35,11 +36,13 @@ from shared.services import (
     retention,
     settle_balance,
 )
+from shared.services.clock_travel import ClockReading
 from shared.services.delivery import DeliveryReport, Outbox, deliver
 from shared.services.payment_received import PaymentReceivedResult
 from shared.services.ports import (
     AccountUnitOfWork,
     AuditLog,
+    ClockOffsetStore,
     DueIndex,
     EmailSender,
     LifecyclePublisher,
@@ -55,6 +58,7 @@ from shared.services.views import NotificationEmailView, Overview, Quote, Settle
 from shared.settings import Settings, retention_policy
 from shared.storage.account_store import AccountStore
 from shared.storage.audit_log import TableAuditLog
+from shared.storage.clock_offset import TableClockOffsetStore
 from shared.storage.due_index import TableDueIndex
 from shared.storage.message_index import TableMessageIndex
 from shared.storage.rejection_store import TableRejectionStore
@@ -70,6 +74,9 @@ _STATE_OF_ACTION = {
     RetentionActionKind.DELETED: "Deleted",
     RetentionActionKind.REENABLED: "Enabled",
 }
+# How stale a trigger's reading of the test clock may be: a `clock set` or `clock advance` reaches every
+# instance within this (docs/retention.md).
+TEST_CLOCK_REFRESH = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,19 @@ class Dependencies:
     renderer: ports.EmailRenderer
     telemetry: Telemetry
     storage: TableStorage | None = None  # the raw tables, for operators' tools and the tests that inspect them
+    real_clock: Clock | None = None  # real time, when `clock` is the test clock
+    clock_offsets: ClockOffsetStore | None = None  # where the test clock is kept
+
+    @property
+    def wall_clock(self) -> Clock:
+        """Real time whatever the test clock reads: the webhook signature window and replay ledger keep to it."""
+        return self.real_clock or self.clock
+
+    @property
+    def test_clock_store(self) -> ClockOffsetStore:
+        if self.clock_offsets is None:
+            raise RuntimeError("these dependencies have no test clock store")
+        return self.clock_offsets
 
     @property
     def tables(self) -> TableStorage:
@@ -275,6 +295,18 @@ class Dependencies:
     def resubmit_rejection(self, identifier: str, send: MessageSender, *, force: bool = False) -> Rejection:
         return rejections.resubmit_rejection(self.rejections, identifier, send, self.clock.now(), force=force)
 
+    def read_test_clock(self) -> ClockReading:
+        return clock_travel.read_clock(self.test_clock_store, self.wall_clock)
+
+    def set_test_clock(self, at: datetime) -> ClockReading:
+        return clock_travel.set_clock(self.test_clock_store, self.wall_clock, at)
+
+    def advance_test_clock(self, by: timedelta) -> ClockReading:
+        return clock_travel.advance_clock(self.test_clock_store, self.wall_clock, by)
+
+    def reset_test_clock(self) -> ClockReading:
+        return clock_travel.reset_clock(self.test_clock_store, self.wall_clock)
+
 
 def email_sender(settings: Settings, clock: Clock, credential: TokenCredential | None = None) -> EmailSender:
     """ACS (by connection string, or by endpoint and the app's identity); without ACS, the local .eml outbox."""
@@ -282,6 +314,13 @@ def email_sender(settings: Settings, clock: Clock, credential: TokenCredential |
     if acs is not None:
         return acs
     return OutboxEmailSender(settings.outbox_dir, settings.acs_sender_address, clock=clock.now)
+
+
+def app_clock(settings: Settings, offsets: ClockOffsetStore, real: Clock) -> Clock:
+    """Real time; with TEST_CLOCK_ENABLED, real time plus the stored test clock offset."""
+    if not settings.test_clock_enabled:
+        return real
+    return OffsetClock(offsets.offset, real=real, refresh=TEST_CLOCK_REFRESH)
 
 
 _TELEMETRY: list[Telemetry] = []
@@ -307,21 +346,24 @@ def build(
     """Real adapters for `settings`; tests and benchmarks pass their own clock, request hook, sender or credential.
 
     `bounds` limits how long each storage call may retry (None: the SDKs' own defaults).
+    `clock` stands for real time; with TEST_CLOCK_ENABLED the use cases read the test clock on top of it.
     """
-    clock = clock or SystemClock()
+    real = clock or SystemClock()
     if credential is None and connections.needs_credential(settings):
         credential = connections.azure_credential(settings)
     access = connections.storage_access(settings)
     storage = connections.table_storage(access, credential, request_hook=request_hook, bounds=bounds)
     storage.ensure_tables()
     hook_options = {"raw_request_hook": request_hook} if request_hook else {}
+    offsets = TableClockOffsetStore(storage)
+    clock = app_clock(settings, offsets, real)
     return Dependencies(
         settings=settings,
         clock=clock,
         accounts=AccountStore(storage),
         due=TableDueIndex(storage),
         audit=TableAuditLog(storage),
-        webhooks=TableWebhookLedger(storage, clock=clock),
+        webhooks=TableWebhookLedger(storage, clock=real),
         rejections=TableRejectionStore(storage),
         gateway=gateway or SandboxGateway(storage, clock=clock),
         email=email or email_sender(settings, clock, credential),
@@ -332,6 +374,8 @@ def build(
         renderer=EmailRenderer(),
         telemetry=telemetry(),
         storage=storage,
+        real_clock=real,
+        clock_offsets=offsets,
     )
 
 

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(
         default=300, ge=1, le=3600, validation_alias=AliasChoices("WEBHOOK_TOLERANCE_SECONDS")
     )
+    # A sandbox feature: every trigger reads "now" from the test clock kept in storage (python -m cli clock ...).
+    test_clock_enabled: bool = Field(default=False, validation_alias=AliasChoices("TEST_CLOCK_ENABLED"))
     azure_site_name: str | None = Field(default=None, validation_alias=AliasChoices("WEBSITE_SITE_NAME"))
 
     @property

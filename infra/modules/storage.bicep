@@ -5,7 +5,7 @@ param tags object
 param resourceToken string
 
 // Names the code uses (shared/storage/layout.py, function triggers, README); the work queue is for the scale-out.
-var tableNames = ['accounts', 'due', 'audit', 'rejections', 'webhooks', 'gateway', 'sentemails']
+var tableNames = ['accounts', 'due', 'audit', 'rejections', 'webhooks', 'gateway', 'sentemails', 'testclock']
 var lifecycleQueueName = 'lifecycle-events'
 var queueNames = [
   'payment-failed'

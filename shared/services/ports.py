@@ -85,7 +85,10 @@ class WebhookLedger(Protocol):
         """FIRST for a new id, RETRY for the same request again; WebhookReplayError for another request."""
         ...
 
-    def purge_expired(self, now: datetime) -> int: ...
+    def purge_expired(self, now: datetime) -> int:
+        """Forget ids expired at `now`, never one its own clock has not seen expire: a run at a later moment (the
+        test clock, `retention --at`) must not reopen the replay window of a call signed a minute ago."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -172,3 +175,21 @@ class MessageSender(Protocol):
     """Puts raw bytes back on the queue they came from (re-submitting a rejection)."""
 
     def __call__(self, body: bytes) -> object: ...
+
+
+class ClockOffsetStore(Protocol):
+    """The test clock (TEST_CLOCK_ENABLED): its offset from real time, kept where every instance reads it."""
+
+    def offset(self) -> timedelta:
+        """The stored offset; zero when none is set."""
+        ...
+
+    def set_offset(self, offset: timedelta) -> None: ...
+
+    def shift(self, delta: timedelta) -> timedelta:
+        """Add `delta` to the offset, without losing a concurrent change; returns the new offset."""
+        ...
+
+    def clear(self) -> None:
+        """Back to real time; clearing when nothing is set is not an error."""
+        ...

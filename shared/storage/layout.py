@@ -10,6 +10,7 @@
 | `webhooks`   | `wh-NN` (hash of the webhook id, 16 shards)   | SHA-256 of the webhook id                       |
 | `gateway`    | `sandbox-charges`                             | SHA-256 of the gateway idempotency key          |
 | `sentemails` | `msg-NN` (hash of the message id, 16 shards)  | SHA-256 of the message id (ACS message id)      |
+| `testclock`  | `clock`                                       | `offset` (the test clock's one row)             |
 
 `accounts`: one partition per billing account, so that everything that must change together changes in one
 entity-group transaction; the root row carries a version that every write bumps with its ETag, which makes each
@@ -36,6 +37,7 @@ WEBHOOKS_TABLE = "webhooks"
 GATEWAY_TABLE = "gateway"
 REJECTIONS_TABLE = "rejections"
 SENT_EMAILS_TABLE = "sentemails"
+TEST_CLOCK_TABLE = "testclock"
 ALL_TABLES = (
     ACCOUNTS_TABLE,
     DUE_TABLE,
@@ -44,6 +46,7 @@ ALL_TABLES = (
     WEBHOOKS_TABLE,
     GATEWAY_TABLE,
     SENT_EMAILS_TABLE,
+    TEST_CLOCK_TABLE,
 )
 
 # --- accounts ---------------------------------------------------------------------------------------------------
@@ -169,3 +172,9 @@ def message_keys(message_id: str) -> tuple[str, str]:
     """(PartitionKey, RowKey) of a sent email's message id: hashed, so any id the mailer gives is a valid key."""
     key = hashlib.sha256(message_id.encode()).hexdigest()
     return f"msg-{int(key[:4], 16) % MESSAGE_SHARDS:02d}", key
+
+
+# --- testclock ----------------------------------------------------------------------------------------------------
+
+TEST_CLOCK_PARTITION = "clock"
+TEST_CLOCK_ROW = "offset"

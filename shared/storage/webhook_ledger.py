@@ -42,11 +42,12 @@ class TableWebhookLedger:
         return WebhookDelivery.RETRY
 
     def purge_expired(self, now: datetime) -> int:
-        """Delete ids past their expiry (a scan of the small ledger table); returns how many went."""
+        """Delete ids expired by `now` and by the ledger's own clock (a scan of the small table); how many went."""
+        cutoff = min(now, self._clock.now())
         removed = 0
         with storage_errors():
             expired = self._table.query_entities(
-                "ExpiresAt lt @now", parameters={"now": now}, select=["PartitionKey", "RowKey"]
+                "ExpiresAt lt @now", parameters={"now": cutoff}, select=["PartitionKey", "RowKey"]
             )
             for row in expired:
                 try:

@@ -18,6 +18,7 @@ from shared.domain.clock import Clock, SystemClock
 from shared.domain.partition import RowId
 from shared.storage.account_store import AccountStore
 from shared.storage.audit_log import TableAuditLog
+from shared.storage.clock_offset import TableClockOffsetStore
 from shared.storage.due_index import TableDueIndex
 from shared.storage.layout import ACCOUNTS_TABLE, account_row_key
 from shared.storage.message_index import TableMessageIndex
@@ -28,6 +29,7 @@ from shared.storage.webhook_ledger import TableWebhookLedger
 from tests.fakes.memory import (
     MemoryAccountStore,
     MemoryAuditLog,
+    MemoryClockOffsetStore,
     MemoryDueIndex,
     MemoryLifecyclePublisher,
     MemoryMessageIndex,
@@ -87,6 +89,10 @@ class MemoryBackend:
     def messages(self) -> MemoryMessageIndex:
         return MemoryMessageIndex()
 
+    @cached_property
+    def clock_offsets(self) -> MemoryClockOffsetStore:
+        return MemoryClockOffsetStore()
+
     def webhook_ledger(self, clock: Clock) -> MemoryWebhookLedger:
         return MemoryWebhookLedger(clock=clock)
 
@@ -133,6 +139,10 @@ class AzuriteBackend:
     @cached_property
     def messages(self) -> TableMessageIndex:
         return TableMessageIndex(self.tables)
+
+    @cached_property
+    def clock_offsets(self) -> TableClockOffsetStore:
+        return TableClockOffsetStore(self.tables)
 
     def webhook_ledger(self, clock: Clock) -> TableWebhookLedger:
         return TableWebhookLedger(self.tables, clock=clock)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -518,6 +519,65 @@ def test_ids_past_their_expiry_are_remembered_until_purged_and_only_they_are_pur
     assert ledger.remember(old, fingerprint(b"other")) is WebhookDelivery.FIRST
     with pytest.raises(WebhookReplayError):
         ledger.remember(recent, fingerprint(b"other"))
+
+
+def test_a_purge_at_a_later_moment_than_the_ledgers_own_clock_forgets_only_what_that_clock_saw_expire(
+    backend: Any,
+) -> None:
+    # A retention run on the test clock (or `retention --at`) passes a moment weeks ahead of real time.
+    clock = FixedClock(AT)
+    ledger = backend.webhook_ledger(clock)
+    old, recent = webhook_call(), webhook_call()
+    ledger.remember(old, fingerprint(b"{}"))
+    clock.advance(timedelta(hours=25))
+    ledger.remember(recent, fingerprint(b"{}"))
+
+    assert ledger.purge_expired(clock.now() + timedelta(days=31)) == 1
+    with pytest.raises(WebhookReplayError):
+        ledger.remember(recent, fingerprint(b"other"))  # still inside its window by the ledger's clock
+    assert ledger.remember(old, fingerprint(b"other")) is WebhookDelivery.FIRST
+
+
+# --- the test clock -------------------------------------------------------------------------------------------------
+
+
+def test_the_test_clock_reads_zero_until_set_and_keeps_an_offset_to_the_microsecond(backend: Any) -> None:
+    store = backend.clock_offsets
+    assert store.offset() == timedelta(0)
+
+    store.set_offset(timedelta(days=3650, microseconds=123_457))
+    assert store.offset() == timedelta(days=3650, microseconds=123_457)
+    store.set_offset(-timedelta(hours=5))
+    assert store.offset() == -timedelta(hours=5)
+
+
+def test_shifting_the_test_clock_adds_to_its_offset_starting_from_none(backend: Any) -> None:
+    store = backend.clock_offsets
+
+    assert store.shift(timedelta(days=31)) == timedelta(days=31)
+    assert store.shift(timedelta(hours=2)) == timedelta(days=31, hours=2)
+    assert store.offset() == timedelta(days=31, hours=2)
+
+
+def test_concurrent_shifts_of_the_test_clock_are_all_kept(backend: Any) -> None:
+    store = backend.clock_offsets
+    writers = 6
+
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        list(pool.map(lambda _: store.shift(timedelta(hours=1)), range(writers)))
+
+    assert store.offset() == timedelta(hours=writers)
+
+
+def test_clearing_the_test_clock_is_back_to_real_time_and_clearing_again_is_harmless(backend: Any) -> None:
+    store = backend.clock_offsets
+    store.set_offset(timedelta(days=1))
+
+    store.clear()
+    store.clear()
+
+    assert store.offset() == timedelta(0)
+    assert store.shift(timedelta(minutes=5)) == timedelta(minutes=5)
 
 
 # --- the rejection store --------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from shared.adapters.lifecycle_queue import EVENT_SOURCE, pack_batches
-from shared.bootstrap import Dependencies, telemetry
+from shared.bootstrap import Dependencies, app_clock, telemetry
 from shared.domain.audit import DeletionRecord, SnapshotDisagreement
 from shared.domain.clock import Clock, SystemClock
 from shared.domain.email import OutgoingEmail, SendOutcome, SendStatus
@@ -265,11 +265,38 @@ class MemoryWebhookLedger:
         return WebhookDelivery.RETRY
 
     def purge_expired(self, now: datetime) -> int:
+        cutoff = min(now, self._clock.now())
         with self._lock:
-            expired = [webhook_id for webhook_id, (_, expires_at) in self._seen.items() if expires_at < now]
+            expired = [webhook_id for webhook_id, (_, expires_at) in self._seen.items() if expires_at < cutoff]
             for webhook_id in expired:
                 del self._seen[webhook_id]
         return len(expired)
+
+
+class MemoryClockOffsetStore:
+    """The test clock's offset, kept as the table keeps it (seconds as a double)."""
+
+    def __init__(self) -> None:
+        self._seconds: float | None = None
+        self._lock = threading.Lock()
+
+    def offset(self) -> timedelta:
+        with self._lock:
+            return timedelta(seconds=self._seconds or 0.0)
+
+    def set_offset(self, offset: timedelta) -> None:
+        with self._lock:
+            self._seconds = offset.total_seconds()
+
+    def shift(self, delta: timedelta) -> timedelta:
+        with self._lock:
+            shifted = timedelta(seconds=self._seconds or 0.0) + delta
+            self._seconds = shifted.total_seconds()
+            return shifted
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seconds = None
 
 
 class MemoryRejectionStore:
@@ -500,14 +527,16 @@ def _shared_renderer() -> EmailRenderer:
 
 def build_in_memory(settings: Settings | None = None, clock: Clock | None = None) -> Dependencies:
     """Every port faked in memory, the real renderer and telemetry, and the use cases bound as `build()` binds them."""
-    clock = clock or SystemClock()
+    settings = settings or Settings()
+    real = clock or SystemClock()
+    offsets = MemoryClockOffsetStore()
     return Dependencies(
-        settings=settings or Settings(),
-        clock=clock,
+        settings=settings,
+        clock=app_clock(settings, offsets, real),
         accounts=MemoryAccountStore(),
         due=MemoryDueIndex(),
         audit=MemoryAuditLog(),
-        webhooks=MemoryWebhookLedger(clock=clock),
+        webhooks=MemoryWebhookLedger(clock=real),
         rejections=MemoryRejectionStore(),
         gateway=MemorySandboxGateway(),
         email=MemoryEmailSender(),
@@ -516,4 +545,6 @@ def build_in_memory(settings: Settings | None = None, clock: Clock | None = None
         renderer=_shared_renderer(),
         telemetry=telemetry(),
         storage=None,
+        real_clock=real,
+        clock_offsets=offsets,
     )

@@ -141,7 +141,10 @@ def test_the_in_memory_build_binds_every_use_case_to_fakes_and_has_no_tables() -
     assert deps.storage is None
     with pytest.raises(RuntimeError, match="not backed by Table Storage"):
         _ = deps.tables
-    ports = [deps.accounts, deps.due, deps.audit, deps.webhooks, deps.rejections, deps.gateway, deps.email, deps.events]
+    ports = [
+        *(deps.accounts, deps.due, deps.audit, deps.webhooks, deps.rejections, deps.gateway, deps.email, deps.events),
+        deps.test_clock_store,
+    ]
     assert all(type(port).__module__ == "tests.fakes.memory" for port in ports)
     assert deps.outbox.store is deps.accounts
     assert deps.retention.payments.gateway is deps.gateway
