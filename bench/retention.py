@@ -39,7 +39,9 @@ SCALE_FAILED_AT = FAILED_AT + timedelta(days=1)
 SCALE_RUN_AT = ROUND_TRIP_RUN_AT + timedelta(days=1)
 DUE_SHARDS = 8
 LEDGER_PURGE = 1  # the run also forgets webhook ids past the replay window: one query of the small ledger
-PER_DUE_ACCOUNT = 5  # read, next-review upsert, commit, delivery record, due-entry delete
+# read, next-review upsert, commit, the sent-email index insert (each seeded account sends its reminder), delivery
+# record, due-entry delete
+PER_DUE_ACCOUNT = 6
 
 
 @dataclass(frozen=True)
