@@ -103,13 +103,6 @@ class SettleCommand(Frozen):
         return hashlib.sha256(self.model_dump_json(exclude={"idempotency_key"}).encode()).hexdigest()
 
 
-class Claim(Frozen):
-    """A pending settlement staged with its idempotency record; `token` is the card to charge (None: invoice)."""
-
-    settlement: Settlement
-    token: str | None
-
-
 def new_card_id(settlement_id: str) -> str:
     """A card added during a settlement is stored under an id derived from it (so a retry finds it)."""
     return f"pm-{settlement_id}"
