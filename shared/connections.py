@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from azure.storage.queue import QueueClient
-
 from shared.adapters.lifecycle_queue import QueueLifecyclePublisher
 from shared.email.acs import AcsEmailSender
 from shared.storage.tables import TableStorage
@@ -86,15 +84,6 @@ def table_storage(
         request_hook=request_hook,
         **client_options,
     )
-
-
-def queue_client(
-    access: StorageAccess, queue_name: str, credential: TokenCredential | None, **client_options: Any
-) -> QueueClient:
-    if access.connection_string is not None:
-        return QueueClient.from_connection_string(access.connection_string, queue_name, **client_options)
-    account_url = _required(access.queue_endpoint, "queue")
-    return QueueClient(account_url, queue_name, credential=_credential(credential), **client_options)
 
 
 def lifecycle_publisher(
