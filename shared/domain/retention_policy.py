@@ -34,6 +34,8 @@ class RetentionPolicy(Frozen):
     grace_period_days: int = 30
     deletion_warning_days: tuple[int, ...] = (30, 7, 1)
     retention_days: int = Field(default=MINIMUM_RETENTION_DAYS, ge=MINIMUM_RETENTION_DAYS)
+    # Days after the subscription became past due on which a soft-declined payment is tried again (dunning).
+    retry_days: tuple[int, ...] = (1, 3, 5, 7, 10, 14, 21)
 
     @property
     def effective_retention_days(self) -> int:
