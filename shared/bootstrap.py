@@ -5,8 +5,9 @@ Handlers, the CLI and the tests get their dependencies here; services never impo
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,13 +21,22 @@ from shared.domain.delivery_reports import DeliveryReportOutcome, DeliveryReport
 from shared.domain.payment_events import AccountUpdatedEvent, PaymentFailedEvent, PaymentReceivedEvent
 from shared.domain.payment_failure import PaymentFailedResult
 from shared.domain.rejection import Rejection, RejectionStatus
-from shared.domain.retention_plan import RetentionActionKind
+from shared.domain.retention_plan import RetentionAction, RetentionActionKind
 from shared.domain.retention_policy import RetentionPolicy
+from shared.domain.retention_work import (
+    RETENTION_WORK_QUEUE,
+    AccountReview,
+    Housekeeping,
+    InvalidWorkItemError,
+    ShardSweep,
+    decode_work,
+)
 from shared.domain.settle_balance import SettleCommand
 from shared.email import EmailRenderer, OutboxEmailSender
 from shared.services import (
     account_updated,
     account_views,
+    backlog,
     clock_travel,
     delivery_reports,
     payment_failed,
@@ -34,8 +44,10 @@ from shared.services import (
     ports,
     rejections,
     retention,
+    retention_work,
     settle_balance,
 )
+from shared.services.backlog import Backlog
 from shared.services.clock_travel import ClockReading
 from shared.services.delivery import DeliveryReport, Outbox, deliver
 from shared.services.payment_received import PaymentReceivedResult
@@ -51,8 +63,10 @@ from shared.services.ports import (
     PaymentGateway,
     RejectionStore,
     WebhookLedger,
+    WorkQueue,
 )
 from shared.services.retention import Retention, RetentionReport
+from shared.services.retention_work import BatchReviewed, PassStarted, RetentionWork, ShardSwept
 from shared.services.settle_balance import Payments
 from shared.services.views import NotificationEmailView, Overview, Quote, SettlementOutcome, SettlementTerms
 from shared.settings import Settings, retention_policy
@@ -99,6 +113,7 @@ class Dependencies:
     storage: TableStorage | None = None  # the raw tables, for operators' tools and the tests that inspect them
     real_clock: Clock | None = None  # real time, when `clock` is the test clock
     clock_offsets: ClockOffsetStore | None = None  # where the test clock is kept
+    work_queue: WorkQueue | None = None  # the retention work queue (timer, sweeps and review batches)
 
     @property
     def wall_clock(self) -> Clock:
@@ -132,6 +147,14 @@ class Dependencies:
             events=self.events,
             messages=self.messages,
             clock=self.clock,
+        )
+
+    @property
+    def retention_work(self) -> RetentionWork:
+        if self.work_queue is None:
+            raise RuntimeError("these dependencies have no retention work queue")
+        return RetentionWork(
+            retention=self.retention, queue=self.work_queue, batch_size=self.settings.retention_batch_size
         )
 
     @property
@@ -251,16 +274,66 @@ class Dependencies:
         with self.telemetry.use_case("run_retention"):
             report = retention.run_retention(self.retention, now=now, time_budget=time_budget, dry_run=dry_run, **extra)
         if not dry_run:
-            for action in report.actions:
-                if action.kind in _STATE_OF_ACTION:
-                    self.telemetry.subscription_entered(_STATE_OF_ACTION[action.kind])
-                if action.milestone_at is not None:
-                    self.telemetry.lifecycle_lag((now - action.milestone_at).total_seconds())
+            self._count_actions(report.actions, now)
             for _ in range(report.emails_sent):
                 self.telemetry.email_reported("sent")
             self.telemetry.record_backlog("due_entries", report.entries_due)
             self.telemetry.record_backlog("emails_retrying", report.emails_retrying)
         return report
+
+    def start_retention_pass(self, now: datetime) -> PassStarted:
+        with self.telemetry.use_case("start_retention_pass"):
+            return retention_work.start_pass(self.retention_work, now)
+
+    def sweep_retention_shard(self, sweep: ShardSweep) -> ShardSwept:
+        with self.telemetry.use_case("sweep_retention_shard"):
+            swept = retention_work.sweep_shard(self.retention_work, sweep)
+        self.telemetry.record_backlog("due_entries", swept.entries_due)
+        return swept
+
+    def review_retention_batch(self, review: AccountReview) -> BatchReviewed:
+        now = self.clock.now()
+        with self.telemetry.use_case("review_retention_batch"):
+            reviewed = retention_work.review_batch(self.retention_work, review, now=now)
+        self._count_actions(reviewed.actions, now)
+        for _ in range(reviewed.emails_sent):
+            self.telemetry.email_reported("sent")
+        return reviewed
+
+    def set_aside_retention_work(
+        self, *, body: bytes, reason: str, message_id: str | None, dequeue_count: int | None
+    ) -> Rejection:
+        """A work item that failed its last attempt (or is not one of ours): kept with its reason, re-submittable;
+        a review's entries stay due, marked, so later sweeps do not retry it for nothing."""
+        rejection = rejections.record_rejection(
+            self.rejections,
+            body=body,
+            reason=reason,
+            at=self.clock.now(),
+            event_type="retention.work",
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+            queue=RETENTION_WORK_QUEUE,
+        )
+        with contextlib.suppress(InvalidWorkItemError):
+            item = decode_work(body)
+            if isinstance(item, AccountReview):
+                retention_work.set_aside_review(self.retention_work, item, rejection.id)
+        return rejection
+
+    def retention_housekeeping(self, item: Housekeeping) -> int:
+        with self.telemetry.use_case("retention_housekeeping"):
+            return retention_work.housekeeping(self.retention_work, item)
+
+    def retention_backlog(self, now: datetime) -> Backlog:
+        return backlog.read_backlog(self.due, now)
+
+    def _count_actions(self, actions: Sequence[RetentionAction], now: datetime) -> None:
+        for action in actions:
+            if action.kind in _STATE_OF_ACTION:
+                self.telemetry.subscription_entered(_STATE_OF_ACTION[action.kind])
+            if action.milestone_at is not None:
+                self.telemetry.lifecycle_lag((now - action.milestone_at).total_seconds())
 
     def deliver(self, account_id: str) -> DeliveryReport:
         return deliver(self.outbox, account_id)
@@ -361,7 +434,7 @@ def build(
         settings=settings,
         clock=clock,
         accounts=AccountStore(storage),
-        due=TableDueIndex(storage),
+        due=TableDueIndex(storage, shards=settings.retention_shards),
         audit=TableAuditLog(storage),
         webhooks=TableWebhookLedger(storage, clock=real),
         rejections=TableRejectionStore(storage),
@@ -376,6 +449,7 @@ def build(
         storage=storage,
         real_clock=real,
         clock_offsets=offsets,
+        work_queue=connections.work_queue(access, RETENTION_WORK_QUEUE, credential, bounds=bounds, **hook_options),
     )
 
 

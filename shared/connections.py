@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.lifecycle_queue import QueueLifecyclePublisher
+from shared.adapters.work_queue import StorageWorkQueue
 from shared.email.acs import AcsEmailSender
 from shared.storage.tables import TableStorage
 
@@ -92,6 +93,16 @@ def lifecycle_publisher(
     if access.connection_string is not None:
         return QueueLifecyclePublisher(access.connection_string, queue_name, **client_options)
     return QueueLifecyclePublisher.with_credential(
+        _required(access.queue_endpoint, "queue"), queue_name, _credential(credential), **client_options
+    )
+
+
+def work_queue(
+    access: StorageAccess, queue_name: str, credential: TokenCredential | None, **client_options: Any
+) -> StorageWorkQueue:
+    if access.connection_string is not None:
+        return StorageWorkQueue.from_connection_string(access.connection_string, queue_name, **client_options)
+    return StorageWorkQueue.with_credential(
         _required(access.queue_endpoint, "queue"), queue_name, _credential(credential), **client_options
     )
 

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.domain.retention_policy import RetentionPolicy
+from shared.domain.retention_work import DEFAULT_BATCH_SIZE, DEFAULT_SHARDS, MAX_BATCH_SIZE, MAX_SHARDS
 
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
 # Local-only defaults: refused when the app runs in Azure (WEBSITE_SITE_NAME set).
@@ -64,7 +65,14 @@ class Settings(BaseSettings):
         default="DoNotReply@billing.pastdue.example", validation_alias=AliasChoices("ACS_SENDER_ADDRESS")
     )
     outbox_dir: Path = Field(default=Path(".outbox"), validation_alias=AliasChoices("OUTBOX_DIR"))
-    retention_schedule: str = Field(default="0 0 2 * * *", validation_alias=AliasChoices("RETENTION_SCHEDULE"))
+    # The timer only starts a pass (one work item per shard); queue workers do the reviews (docs/retention.md).
+    retention_schedule: str = Field(default="0 */15 * * * *", validation_alias=AliasChoices("RETENTION_SCHEDULE"))
+    retention_shards: int = Field(
+        default=DEFAULT_SHARDS, ge=1, le=MAX_SHARDS, validation_alias=AliasChoices("RETENTION_SHARDS")
+    )
+    retention_batch_size: int = Field(
+        default=DEFAULT_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE, validation_alias=AliasChoices("RETENTION_BATCH_SIZE")
+    )
     local_function_key: SecretStr = Field(
         default=SecretStr(LOCAL_FUNCTION_KEY), validation_alias=AliasChoices("LOCAL_FUNCTION_KEY")
     )

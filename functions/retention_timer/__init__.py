@@ -1,4 +1,4 @@
-"""Timer trigger that moves unpaid subscriptions through reminders, cancellation and deletion."""
+"""Timer trigger that starts a retention pass: it hands the due work out on the work queue (retention_worker)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Each effect was recorded in the same transaction as its cause. Delivery comes after the commit and is safe to
 repeat: an email's operation id is derived from the notification, so ACS (and the local outbox) drop a repeat;
 lifecycle events carry stable ids that consumers de-duplicate by. Whatever is still pending is put on the due
-index, so the timer finishes the job if this process does not. One effect that cannot go out holds up no other:
+index, so a later review finishes the job if this process does not; a delivery that went through leaves nothing
+there (the caller's safety-net entry, if it scheduled one, is removed). One effect that cannot go out holds up no other:
 a lifecycle event the queue refuses stays pending (the operator sees it in `show-account`), the emails are sent
 and recorded all the same. Each sent email's message id goes into the message index just before the commit that
 records the send (the index lives in another table, so no transaction holds both): a delivery report can always
@@ -66,10 +67,11 @@ class DeliveryReport:
     unpublished: list[str] = field(default_factory=list)  # stay pending, tried again later
 
 
-def schedule_recovery(outbox: Outbox, account_id: str) -> None:
-    """Put a safety net on the due index before committing effects, in case delivery never happens."""
+def schedule_recovery(outbox: Outbox, account_id: str) -> DueEntry:
+    """Put a safety net on the due index before committing effects, in case delivery never happens; pass it to
+    `deliver`, which removes it once nothing is left to deliver (a delivery that succeeded defers no work)."""
     entry = recovery_entry(outbox, account_id)
-    outbox.due.schedule(entry.account_id, entry.due_at)
+    return outbox.due.schedule(entry.account_id, entry.due_at)
 
 
 def recovery_entry(outbox: Outbox, account_id: str) -> DueEntry:
@@ -77,11 +79,18 @@ def recovery_entry(outbox: Outbox, account_id: str) -> DueEntry:
     return DueEntry(account_id, outbox.clock.now() + RECOVERY_DELAY)
 
 
-def deliver(outbox: Outbox, account_id: str, partition: AccountPartition | None = None) -> DeliveryReport:
+def deliver(
+    outbox: Outbox,
+    account_id: str,
+    partition: AccountPartition | None = None,
+    *,
+    recovery: DueEntry | None = None,
+) -> DeliveryReport:
     """Send due notifications and publish pending lifecycle events of one account, then record that in one commit.
 
-    Pass the partition the caller just committed to save a read. A crash after sending and before recording is
-    harmless: the next attempt sends with the same operation ids and publishes with the same event ids.
+    Pass the partition the caller just committed to save a read, and the safety-net entry it scheduled, if any.
+    A crash after sending and before recording is harmless: the next attempt sends with the same operation ids
+    and publishes with the same event ids.
     """
     report = DeliveryReport()
     partition = partition or outbox.store.load(account_id)
@@ -109,10 +118,31 @@ def deliver(outbox: Outbox, account_id: str, partition: AccountPartition | None 
             outbox.store.commit(record(partition))
         except ConcurrencyError:
             partition = with_fresh_partition(outbox.store, account_id, record)
+    _schedule_what_is_left(outbox, account_id, partition, report, now=now, recovery=recovery)
+    return report
+
+
+def _schedule_what_is_left(
+    outbox: Outbox,
+    account_id: str,
+    partition: AccountPartition,
+    report: DeliveryReport,
+    *,
+    now: datetime,
+    recovery: DueEntry | None,
+) -> None:
     next_attempt = _next_attempt(partition, now) if report.retrying or report.unpublished else None
     if next_attempt is not None:
-        outbox.due.schedule(account_id, next_attempt)
-    return report
+        scheduled = outbox.due.schedule(account_id, next_attempt)
+        if recovery is not None and not recovery.same_row(scheduled):
+            outbox.due.remove(recovery)  # the retry's own entry is the safety net now
+    elif recovery is not None and not _undelivered(partition, now):
+        outbox.due.remove(recovery)
+
+
+def _undelivered(partition: AccountPartition, now: datetime) -> bool:
+    """Anything still owed once this delivery is recorded (a notification not yet due counts: it has its entry)."""
+    return any(n.is_pending and n.is_due(now) for n in partition.notifications) or bool(partition.pending_events)
 
 
 def _publish(

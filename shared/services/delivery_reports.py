@@ -18,7 +18,7 @@ from shared.domain.delivery_reports import (
 )
 from shared.domain.partition import AccountPartition
 from shared.services.delivery import Outbox, deliver, schedule_recovery
-from shared.services.ports import AccountUnitOfWork, MessageIndex
+from shared.services.ports import AccountUnitOfWork, DueEntry, MessageIndex
 from shared.services.unit_of_work import with_fresh_partition
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,13 @@ def apply_delivery_report(
         return DeliveryReportResult(message_id=report.message_id, outcome=DeliveryReportOutcome.UNKNOWN_MESSAGE)
     now = clock.now()
     latest: list[AccountPartition] = []
+    recovery: list[DueEntry] = []
 
     def change(partition: AccountPartition) -> DeliveryReportResult:
         latest[:] = [partition]
         result = stage_delivery_report(partition, sent.notification_id, report, now=now)
-        if result.alert_opened:
-            schedule_recovery(outbox, sent.account_id)
+        if result.alert_opened and not recovery:
+            recovery.append(schedule_recovery(outbox, sent.account_id))
         return result
 
     result = with_fresh_partition(accounts, sent.account_id, change)
@@ -57,5 +58,5 @@ def apply_delivery_report(
         f" as {result.status}" if result.status else "",
     )
     if result.alert_opened:
-        deliver(outbox, sent.account_id, latest[-1])
+        deliver(outbox, sent.account_id, latest[-1], recovery=recovery[0] if recovery else None)
     return result

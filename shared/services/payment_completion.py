@@ -13,7 +13,7 @@ from shared.domain.payments import ChargeResult
 from shared.domain.settle_balance import SettlementNotPendingError, record_card_hints
 from shared.domain.settlement import Settlement, SettlementStatus
 from shared.services.delivery import Outbox, deliver, schedule_recovery
-from shared.services.ports import AccountUnitOfWork
+from shared.services.ports import AccountUnitOfWork, DueEntry
 from shared.services.unit_of_work import with_fresh_partition
 from shared.services.views import SettlementTerms, complete_idempotency_record
 
@@ -69,15 +69,17 @@ def complete_payment(
             partition.record_processed(processed_event)
         return Completion(settlement=succeeded, applied=True)
 
-    schedule_recovery(outbox, account_id)
+    recovery = schedule_recovery(outbox, account_id)
     completion = with_fresh_partition(accounts, account_id, change, known=known)
-    deliver_after_commit(outbox, account_id, committed[-1])
+    deliver_after_commit(outbox, account_id, committed[-1], recovery=recovery)
     return completion
 
 
-def deliver_after_commit(outbox: Outbox, account_id: str, partition: AccountPartition | None = None) -> None:
+def deliver_after_commit(
+    outbox: Outbox, account_id: str, partition: AccountPartition | None = None, *, recovery: DueEntry | None = None
+) -> None:
     # The effects are committed and a recovery entry is on the due index: a failed delivery is finished later.
     try:
-        deliver(outbox, account_id, partition)
+        deliver(outbox, account_id, partition, recovery=recovery)
     except Exception:
         log.exception("delivery for account %s failed; the recovery timer will finish it", account_id)

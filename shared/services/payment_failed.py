@@ -1,8 +1,9 @@
 """`payment.failed`: apply the event's decisions (shared/domain/payment_failure.py) once, then deliver the email.
 
-Due-index entries go in before the commit (the next milestone, and a safety net for the delivery: both in one
-shard, so one transaction), and so does the audit record of a snapshot that disagreed with the account; email
-delivery comes after the commit.
+The next milestone's due-index entry goes in before the commit, and so does the audit record of a snapshot that
+disagreed with the account; email delivery comes after the commit. No safety-net entry: if the process dies
+between the commit and the delivery, the queue delivers the message again, and the replay (a duplicate) delivers
+what the first attempt committed.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from shared.domain.payment_failure import (
     stage_payment_failed,
 )
 from shared.domain.retention_policy import RetentionPolicy, next_review_at
-from shared.services.delivery import Outbox, deliver, recovery_entry
-from shared.services.ports import AccountUnitOfWork, AuditLog, DueEntry, DueIndex
+from shared.services.delivery import Outbox, deliver
+from shared.services.ports import AccountUnitOfWork, AuditLog, DueIndex
 from shared.services.unit_of_work import with_fresh_partition
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,9 @@ def apply_payment_failed(
                 )
             )
         if result.outcome is PaymentFailedOutcome.APPLIED:
-            entries = [recovery_entry(outbox, account_id)]
             review_at = next_review_at(partition.subscriptions, policy, now)
             if review_at is not None:
-                entries.append(DueEntry(account_id, review_at))
-            due.schedule_many(entries)
+                due.schedule(account_id, review_at)
         return result
 
     result = with_fresh_partition(accounts, account_id, change)

@@ -7,7 +7,7 @@ the same observable behaviour, conflicts included; one contract test suite runs 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -39,6 +39,27 @@ class DueEntry:
 
     account_id: str
     due_at: datetime
+    # Where the index keeps it, when read from the index (None: where the current shard count puts it).
+    shard: int | None = field(default=None, compare=False)
+    # The rejection id when its review was set aside after failing every attempt: sweeps pass it by until then.
+    set_aside: str | None = field(default=None, compare=False)
+
+    def same_row(self, other: DueEntry | None) -> bool:
+        """The same stored entry: same account and moment, and the same shard where both know theirs."""
+        if other is None or other != self:
+            return False
+        return self.shard is None or other.shard is None or self.shard == other.shard
+
+
+@dataclass(frozen=True)
+class ShardProgress:
+    """What the latest review batch of one shard did: for the backlog's lag figures."""
+
+    shard: int
+    reviewed_at: datetime
+    accounts: int
+    max_lag_seconds: float
+    mean_lag_seconds: float
 
 
 def whole_second_up(moment: datetime) -> datetime:
@@ -64,6 +85,33 @@ class DueIndex(Protocol):
     def remove(self, entry: DueEntry) -> None:
         """Remove an entry; removing one that is gone is not an error."""
         ...
+
+    def shards_to_sweep(self) -> int:
+        """How many shards a pass must sweep: the configured count, or more while entries written under a larger
+        count remain possible (the count only ever grows in the index's own record)."""
+        ...
+
+    def due_in_shard(self, shard: int, now: datetime, *, page_size: int = ...) -> Iterator[DueEntry]:
+        """One shard's entries due at or before `now`, oldest first, set-aside ones included (marked)."""
+        ...
+
+    def set_aside(self, entries: Sequence[DueEntry], rejection_id: str) -> None:
+        """Mark entries whose review failed every attempt: they stay due, and sweeps pass them by."""
+        ...
+
+    def record_progress(self, progress: ShardProgress) -> None:
+        """Keep the latest review batch's figures of a shard (last writer wins)."""
+        ...
+
+    def progress(self) -> list[ShardProgress]:
+        """The latest figures of every shard that has any."""
+        ...
+
+
+class WorkQueue(Protocol):
+    """The retention work queue (`retention-work`): sweeps, review batches and housekeeping for any instance."""
+
+    def send(self, body: bytes) -> None: ...
 
 
 class AuditLog(Protocol):

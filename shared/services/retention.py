@@ -1,4 +1,7 @@
-"""The retention run: reminders, cancellation and deletion of what the due index says is due, within a time budget.
+"""The retention review: reminders, cancellation and deletion of what the due index says is due.
+
+`review_account` is the unit the queue worker runs (shared/services/retention_work.py); `run_retention` reviews
+everything due in one process within a time budget (the CLI's `retention --at`, and its dry run).
 
 Per due account: read the partition once, stage every due step (`plan_account`), schedule the next review, commit
 (ETag-guarded; a lost race re-reads and re-decides), deliver the account's outbox, and only then remove the consumed
@@ -130,7 +133,7 @@ def run_retention(
             reviewed[entry.account_id] = _review_or_fail(run, entry.account_id, tally)
         tally.entries_due += 1
         outcome = reviewed[entry.account_id]
-        if not dry_run and outcome.completed and outcome.next_entry != entry:
+        if not dry_run and outcome.completed and not entry.same_row(outcome.next_entry):
             ports.due.remove(entry)
     if not dry_run and not tally.budget_exhausted:
         tally.webhook_ids_purged = ports.webhooks.purge_expired(now)
@@ -148,6 +151,34 @@ def run_retention(
         webhook_ids_purged=tally.webhook_ids_purged,
         counts=dict(counts),
         actions=tuple(tally.actions),
+    )
+
+
+class AccountReviewed(Frozen):
+    """What reviewing one account did; `next_entry` is its next review, already on the index."""
+
+    account_id: str
+    next_entry: DueEntry | None
+    actions: tuple[RetentionAction, ...] = ()
+    emails_sent: int = 0
+    emails_retrying: int = 0
+    events_published: int = 0
+
+
+def review_account(ports: Retention, account_id: str, *, now: datetime) -> AccountReviewed:
+    """Apply everything due to one account at `now` and deliver its outbox (the queue worker's unit of work).
+
+    The caller removes the due entries it was given once this returns, except the one `next_entry` names.
+    """
+    tally = _Tally()
+    next_entry = _review_account(_Run(ports, now, dry_run=False), account_id, tally)
+    return AccountReviewed(
+        account_id=account_id,
+        next_entry=next_entry,
+        actions=tuple(tally.actions),
+        emails_sent=tally.emails_sent,
+        emails_retrying=tally.emails_retrying,
+        events_published=tally.events_published,
     )
 
 

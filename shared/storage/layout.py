@@ -3,7 +3,8 @@
 | Table        | PartitionKey                                  | RowKey                                          |
 |--------------|-----------------------------------------------|-------------------------------------------------|
 | `accounts`   | account id                                    | `account` (root row), or `<prefix>:<row id>`    |
-| `due`        | `due-NN` (hash of the account id, SHARDS)     | `<UTC time YYYYMMDDTHHMMSSZ>\\|<account id>`    |
+| `due`        | `due-NN` (hash of the account id, RETENTION_SHARDS) | `<UTC time YYYYMMDDTHHMMSSZ>\\|<account id>` |
+|              | `meta`; `progress`                            | `shard-count`; `due-NN` (latest review figures) |
 | `audit`      | account id                                    | `deleted:<subscription id>:<deleted at, UTC>`,  |
 |              |                                               | or `snapshot-disagreed:<event id>`              |
 | `rejections` | `rejection`                                   | the rejection id (the queue message id)         |
@@ -28,6 +29,7 @@ from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.model import Account, Alert, Charge, PaymentMethod, ProcessedEvent, Subscription
 from shared.domain.outbox import LifecycleEvent, Notification
 from shared.domain.partition import ACCOUNT_ROW, RowId, row_id
+from shared.domain.retention_work import DEFAULT_SHARDS
 from shared.domain.settlement import Settlement
 
 ACCOUNTS_TABLE = "accounts"
@@ -94,13 +96,23 @@ def account_row_kind(row_key: str) -> type[BaseModel]:
 
 # --- due ----------------------------------------------------------------------------------------------------------
 
-DUE_SHARDS = 8
+DUE_SHARDS = DEFAULT_SHARDS  # RETENTION_SHARDS when not set
 DUE_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+# Rows of table `due` beside the shards: the largest shard count ever used, and each shard's latest review figures.
+DUE_META_PARTITION = "meta"
+DUE_SHARD_COUNT_ROW = "shard-count"
+DUE_PROGRESS_PARTITION = "progress"
 
 
-def due_shard_of(account_id: str) -> str:
+def due_shard_index(account_id: str, shards: int = DUE_SHARDS) -> int:
+    """The shard of an account's entries. Little-endian, so any power of two up to 256 keeps the first byte's
+    residue: the placement of 8 shards is the one the index always had."""
     digest = hashlib.sha256(account_id.encode()).digest()
-    return due_shard(digest[0] % DUE_SHARDS)
+    return int.from_bytes(digest[:8], "little") % shards
+
+
+def due_shard_of(account_id: str, shards: int = DUE_SHARDS) -> str:
+    return due_shard(due_shard_index(account_id, shards))
 
 
 def due_shard(index: int) -> str:

@@ -38,6 +38,7 @@ from shared.services.ports import (
     DueEntry,
     PublishReport,
     SentMessage,
+    ShardProgress,
     StoredRejection,
     whole_second_up,
 )
@@ -45,7 +46,13 @@ from shared.settings import Settings
 from shared.storage.account_store import MAX_TRANSACTION_OPERATIONS
 from shared.storage.codec import data_properties, decode
 from shared.storage.due_index import DEFAULT_PAGE_SIZE
-from shared.storage.layout import account_row_key, deletion_row_key, snapshot_disagreement_row_key
+from shared.storage.layout import (
+    DUE_SHARDS,
+    account_row_key,
+    deletion_row_key,
+    due_shard_index,
+    snapshot_disagreement_row_key,
+)
 from shared.storage.sandbox_gateway import SANDBOX_TOKENS, sandbox_outcome
 from shared.webhooks import MIN_LEDGER_RETENTION, VerifiedWebhook, WebhookDelivery, WebhookReplayError
 
@@ -173,33 +180,59 @@ def _apply(rows: dict[RowId, _StoredRow], operation: _Operation, *, version: int
 
 
 class MemoryDueIndex:
-    """Due entries in a set; Table Storage keeps them to the second in UTC, and so does this."""
+    """Due entries keyed to the second in UTC, as Table Storage keeps them, placed in shards by the same hash."""
 
-    def __init__(self) -> None:
-        self._entries: set[tuple[datetime, str]] = set()
+    def __init__(self, shards: int = DUE_SHARDS) -> None:
+        self._entries: dict[tuple[datetime, str], str | None] = {}  # -> the rejection id once set aside
+        self._progress: dict[int, ShardProgress] = {}
+        self._shards = shards
         self._lock = threading.Lock()
 
+    def _entry(self, key: tuple[datetime, str], set_aside: str | None = None) -> DueEntry:
+        due_at, account_id = key
+        return DueEntry(account_id, due_at, shard=due_shard_index(account_id, self._shards), set_aside=set_aside)
+
     def schedule(self, account_id: str, due_at: datetime) -> DueEntry:
-        entry = DueEntry(account_id, whole_second_up(due_at))
+        entry = self._entry(_due_key(DueEntry(account_id, whole_second_up(due_at))))
         with self._lock:
-            self._entries.add(_due_key(entry))
+            self._entries[_due_key(entry)] = None
         return entry
 
     def schedule_many(self, entries: Iterable[DueEntry]) -> list[DueEntry]:
-        by_key = {_due_key(e): e for e in (DueEntry(e.account_id, whole_second_up(e.due_at)) for e in entries)}
+        by_key = {_due_key(e): e for e in (self._entry(_due_key(e)) for e in entries)}
         with self._lock:
-            self._entries.update(by_key)
+            self._entries.update(dict.fromkeys(by_key))
         return list(by_key.values())
 
     def due(self, now: datetime, *, page_size: int = DEFAULT_PAGE_SIZE, limit: int | None = None) -> Iterator[DueEntry]:
         with self._lock:
-            ready = sorted(key for key in self._entries if key[0] <= now)
-        for due_at, account_id in itertools.islice(ready, limit):
-            yield DueEntry(account_id, due_at)
+            ready = sorted((key, mark) for key, mark in self._entries.items() if key[0] <= now)
+        for key, mark in itertools.islice(ready, limit):
+            yield self._entry(key, mark)
+
+    def due_in_shard(self, shard: int, now: datetime, *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[DueEntry]:
+        return (entry for entry in self.due(now) if entry.shard == shard)
 
     def remove(self, entry: DueEntry) -> None:
         with self._lock:
-            self._entries.discard(_due_key(entry))
+            self._entries.pop(_due_key(entry), None)
+
+    def shards_to_sweep(self) -> int:
+        return self._shards
+
+    def set_aside(self, entries: Sequence[DueEntry], rejection_id: str) -> None:
+        with self._lock:
+            for entry in entries:
+                if _due_key(entry) in self._entries:
+                    self._entries[_due_key(entry)] = rejection_id
+
+    def record_progress(self, progress: ShardProgress) -> None:
+        with self._lock:
+            self._progress[progress.shard] = progress
+
+    def progress(self) -> list[ShardProgress]:
+        with self._lock:
+            return list(self._progress.values())
 
     def __len__(self) -> int:
         return len(self._entries)
