@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "cli.demo",
     "cli.local_stack",
     "cli.retention",
+    "cli.backlog",
     "cli.rejections",
     "cli.clock",
 )

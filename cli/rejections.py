@@ -1,4 +1,5 @@
-"""`rejections list` and `rejections resubmit ID`: payment events refused as bad input, for operators."""
+"""`rejections list` and `rejections resubmit ID`: payment events refused as bad input and retention work items set
+aside after their last attempt, for operators."""
 
 from __future__ import annotations
 
@@ -43,9 +44,12 @@ def _list_command(args: argparse.Namespace) -> int:
 
 def _resubmit_command(args: argparse.Namespace) -> int:
     deps = dependencies()
+    found = deps.get_rejection(args.rejection_id)
+    # Each rejection goes back to the queue it came from: billing events, or retention work set aside.
+    queue_name = found.queue if found is not None else PAYMENT_EVENTS_QUEUE
     queue = QueueClient.from_connection_string(
         deps.settings.storage_connection_string.get_secret_value(),
-        PAYMENT_EVENTS_QUEUE,
+        queue_name,
         message_encode_policy=BinaryBase64EncodePolicy(),
     )
 
@@ -66,7 +70,7 @@ def _resubmit_command(args: argparse.Namespace) -> int:
         print(f"error: storage did not answer ({type(error).__name__}); nothing was marked, try again")
         return 2
     event = f" (event {rejection.event_id})" if rejection.event_id else ""
-    print(f"re-submitted {rejection.id}{event} to queue '{PAYMENT_EVENTS_QUEUE}'")
+    print(f"re-submitted {rejection.id}{event} to queue '{queue_name}'")
     return 0
 
 
@@ -78,14 +82,15 @@ def _as_json(rejection: Rejection) -> dict[str, object]:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rejections = subparsers.add_parser(
-        "rejections", help=f"messages of queue '{PAYMENT_EVENTS_QUEUE}' refused as bad input"
+        "rejections",
+        help=f"messages of '{PAYMENT_EVENTS_QUEUE}' refused as bad input, and retention work set aside",
     )
     commands = rejections.add_subparsers(dest="rejections_command", required=True)
     listing = commands.add_parser("list", help="list rejected messages, newest first")
     listing.add_argument("--status", choices=[status.value for status in RejectionStatus], help="only this status")
     listing.add_argument("--json", action="store_true", help="full records, message bodies included, as JSON")
     listing.set_defaults(handler=_list_command)
-    resubmit = commands.add_parser("resubmit", help=f"put a rejected message back on '{PAYMENT_EVENTS_QUEUE}'")
+    resubmit = commands.add_parser("resubmit", help="put a rejected message back on the queue it came from")
     resubmit.add_argument("rejection_id", metavar="ID", help="the ID shown by `rejections list`")
     resubmit.add_argument("--force", action="store_true", help="send it again although it was re-submitted before")
     resubmit.set_defaults(handler=_resubmit_command)

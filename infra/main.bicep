@@ -25,7 +25,7 @@ param portalWebhookSecret string
 param portalBaseUrl string
 
 @description('The timer\'s six-field NCRONTAB schedule, seconds first (UTC).')
-param retentionSchedule string = '0 0 2 * * *'
+param retentionSchedule string = '0 */15 * * * *'
 
 @description('Reminder emails, days after the payment failed (comma-separated).')
 param reminderDays string = '7,14'
@@ -52,6 +52,16 @@ param retentionDays int = 90
 @maxValue(1700)
 @description('A timer run stops after this many seconds and continues on the next run.')
 param retentionTimeBudgetSeconds int = 240
+
+@description('Shards of the due index: the timer sends one sweep per shard (docs/retention.md, sizing).')
+@minValue(1)
+@maxValue(256)
+param retentionShards int = 8
+
+@description('Accounts per retention review batch on the work queue.')
+@minValue(1)
+@maxValue(100)
+param retentionBatchSize int = 20
 
 @minValue(1)
 @maxValue(3600)
@@ -149,6 +159,8 @@ module app 'modules/function-app.bicep' = {
       DELETION_WARNING_DAYS: deletionWarningDays
       RETENTION_DAYS: string(retentionDays)
       RETENTION_TIME_BUDGET_SECONDS: string(retentionTimeBudgetSeconds)
+      RETENTION_SHARDS: string(retentionShards)
+      RETENTION_BATCH_SIZE: string(retentionBatchSize)
       WEBHOOK_TOLERANCE_SECONDS: string(webhookToleranceSeconds)
       REMITTANCE_BENEFICIARY: remittanceBeneficiary
       REMITTANCE_IBAN: remittanceIban

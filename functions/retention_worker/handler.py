@@ -42,24 +42,29 @@ def retention_worker(msg: func.QueueMessage, context: func.Context | None = None
     """Run one work item. Storage trouble raises so the host retries; a failure on the last attempt is set aside
     with its reason (the account stays due), so the poison queue is never where an account's work ends up."""
     deps = dependencies()
-    body = msg.get_body()
     invocation = {"invocation_id": context.invocation_id} if context is not None else {}
+    with deps.telemetry.invocation("retention_worker", **invocation):
+        handle_work(deps, msg.get_body(), message_id=msg.id, dequeue_count=msg.dequeue_count)
+
+
+def handle_work(deps: Dependencies, body: bytes, *, message_id: str | None, dequeue_count: int | None) -> None:
     try:
         item = decode_work(body)
     except InvalidWorkItemError as error:
-        _set_aside(deps, msg, body, str(error))
+        _set_aside(deps, body, str(error), message_id=message_id, dequeue_count=dequeue_count)
         return
     try:
-        with deps.telemetry.invocation("retention_worker", **invocation):
-            _run(deps, item)
+        _run(deps, item)
     except Exception as error:
-        attempts = msg.dequeue_count or 1
+        attempts = dequeue_count or 1
         if attempts < max_dequeue_count():
             raise
         # Our own errors' messages name ids only; any other's may quote personal data, so only its type is kept.
         known = isinstance(error, TransientStorageError | AccountReviewFailedError)
         detail = f"{type(error).__name__}: {error}" if known else type(error).__name__
-        _set_aside(deps, msg, body, f"failed {attempts} attempts: {detail}")
+        _set_aside(
+            deps, body, f"failed {attempts} attempts: {detail}", message_id=message_id, dequeue_count=dequeue_count
+        )
 
 
 def _run(deps: Dependencies, item: ShardSweep | AccountReview | Housekeeping) -> None:
@@ -78,8 +83,10 @@ def _run(deps: Dependencies, item: ShardSweep | AccountReview | Housekeeping) ->
         log.info("retention housekeeping: %d expired webhook id(s) purged", purged)
 
 
-def _set_aside(deps: Dependencies, msg: func.QueueMessage, body: bytes, reason: str) -> None:
+def _set_aside(
+    deps: Dependencies, body: bytes, reason: str, *, message_id: str | None, dequeue_count: int | None
+) -> None:
     rejection = deps.set_aside_retention_work(
-        body=body, reason=reason, message_id=msg.id, dequeue_count=msg.dequeue_count
+        body=body, reason=reason, message_id=message_id, dequeue_count=dequeue_count
     )
     log.warning("retention work item set aside (rejection %s): %s", rejection.id, reason)

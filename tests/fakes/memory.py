@@ -179,6 +179,23 @@ def _apply(rows: dict[RowId, _StoredRow], operation: _Operation, *, version: int
 # --- due index, audit log, webhook ledger, rejections ---------------------------------------------------------------
 
 
+class MemoryWorkQueue:
+    """The retention work queue as a list of bodies; `drain` runs them as the host would, until none are left."""
+
+    def __init__(self) -> None:
+        self.bodies: deque[bytes] = deque()
+        self.sent = 0
+
+    def send(self, body: bytes) -> None:
+        self.bodies.append(body)
+        self.sent += 1
+
+    def take(self) -> list[bytes]:
+        taken = list(self.bodies)
+        self.bodies.clear()
+        return taken
+
+
 class MemoryDueIndex:
     """Due entries keyed to the second in UTC, as Table Storage keeps them, placed in shards by the same hash."""
 
@@ -192,14 +209,17 @@ class MemoryDueIndex:
         due_at, account_id = key
         return DueEntry(account_id, due_at, shard=due_shard_index(account_id, self._shards), set_aside=set_aside)
 
+    def schedule_entry(self, entry: DueEntry) -> DueEntry:
+        return self._entry(_due_key(DueEntry(entry.account_id, whole_second_up(entry.due_at))))
+
     def schedule(self, account_id: str, due_at: datetime) -> DueEntry:
-        entry = self._entry(_due_key(DueEntry(account_id, whole_second_up(due_at))))
+        entry = self.schedule_entry(DueEntry(account_id, due_at))
         with self._lock:
             self._entries[_due_key(entry)] = None
         return entry
 
     def schedule_many(self, entries: Iterable[DueEntry]) -> list[DueEntry]:
-        by_key = {_due_key(e): e for e in (self._entry(_due_key(e)) for e in entries)}
+        by_key = {_due_key(e): e for e in (self.schedule_entry(e) for e in entries)}
         with self._lock:
             self._entries.update(dict.fromkeys(by_key))
         return list(by_key.values())
@@ -580,4 +600,5 @@ def build_in_memory(settings: Settings | None = None, clock: Clock | None = None
         storage=None,
         real_clock=real,
         clock_offsets=offsets,
+        work_queue=MemoryWorkQueue(),
     )

@@ -41,7 +41,8 @@ def test_reading_what_is_due_costs_one_query_per_shard_whatever_is_scheduled_lat
 
     list(due_index.due(NOW - timedelta(days=365)))
 
-    assert request_counter.reset() == DUE_SHARDS
+    # One query per shard, and one read of how many shards there are (the count may have been larger before).
+    assert request_counter.reset() == DUE_SHARDS + 1
 
 
 def test_accounts_spread_over_the_shards() -> None:

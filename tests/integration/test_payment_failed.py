@@ -40,7 +40,6 @@ from shared.domain.payment_failure import (
     notification_id,
 )
 from shared.domain.rejection import Rejection
-from shared.services.delivery import RECOVERY_DELAY
 from shared.settings import Settings
 from shared.storage.tables import RequestCounter
 from tests.support.payment_events import (
@@ -240,14 +239,14 @@ def test_the_notification_is_recorded_with_everything_the_email_needs_and_sent_o
     assert len(eml_files(outbox_dir)) == 1
 
 
-def test_the_retention_timer_and_the_delivery_safety_net_are_scheduled_on_the_due_index(
+def test_only_the_first_reminder_is_scheduled_on_the_due_index_a_delivered_email_defers_nothing(
     deps: Dependencies, account_id: str
 ) -> None:
     deps.apply_payment_failed(event_of(payment_failed_document(account_id)))
 
     scheduled = sorted(e.due_at for e in deps.due.due(NOW + timedelta(days=60)) if e.account_id == account_id)
     first_reminder = NOW.replace(microsecond=0) + timedelta(days=7)
-    assert scheduled == [NOW + RECOVERY_DELAY, first_reminder]
+    assert scheduled == [first_reminder]
 
 
 def test_a_second_failure_on_the_same_method_adds_to_the_total_and_keeps_one_alert(
@@ -382,7 +381,7 @@ def test_a_failed_payment_on_one_subscription_costs_four_storage_requests_and_on
     assert len(result.emails_sent) == 1
     assert requests <= 4 + len(result.emails_sent), requests
     scheduled = [e.due_at for e in deps.due.due(NOW + timedelta(days=60)) if e.account_id == account_id]
-    assert sorted(scheduled) == [NOW.replace(microsecond=0) + RECOVERY_DELAY, NOW + timedelta(days=7)]
+    assert sorted(scheduled) == [NOW + timedelta(days=7)]
 
 
 # --- exactly once --------------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from shared.domain.payment_failure import (
     notification_id,
     stage_payment_failed,
 )
-from shared.services.delivery import RECOVERY_DELAY
 from shared.services.unit_of_work import with_fresh_partition
 from shared.settings import Settings
 from tests.fakes import Fault, FaultyPort, RacingAccounts, build_in_memory
@@ -92,11 +91,13 @@ def test_the_email_is_rendered_in_the_accounts_language_and_sent_once(deps: Depe
     assert f"{PORTAL}/accounts/{ACCOUNT}/settle?subscription=sub-a" in email.html
 
 
-def test_the_first_reminder_and_the_delivery_safety_net_go_on_the_due_index(deps: Dependencies) -> None:
+def test_only_the_first_reminder_goes_on_the_due_index_the_queue_is_the_deliverys_safety_net(
+    deps: Dependencies,
+) -> None:
     deps.apply_payment_failed(event_of())
 
     scheduled = [entry.due_at for entry in deps.due.due(NOW + timedelta(days=60))]
-    assert scheduled == [NOW.replace(microsecond=0) + RECOVERY_DELAY, NOW + timedelta(days=7)]
+    assert scheduled == [NOW + timedelta(days=7)]
 
 
 def test_the_same_event_again_is_a_duplicate_that_changes_nothing_and_sends_nothing(deps: Dependencies) -> None:

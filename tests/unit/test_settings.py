@@ -26,7 +26,7 @@ def test_with_no_configuration_at_all_every_setting_has_a_safe_local_default() -
 
     assert settings.storage_connection_string.get_secret_value() == "UseDevelopmentStorage=true"
     assert settings.acs_connection_string is None
-    assert settings.retention_schedule == "0 0 2 * * *"
+    assert settings.retention_schedule == "0 */15 * * * *"
     assert retention_policy(settings).retention_days == 90
 
 
