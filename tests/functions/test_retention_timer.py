@@ -155,7 +155,7 @@ def test_a_doubled_timer_occurrence_and_redelivered_work_items_change_nothing_tw
     assert len(reviews) == 2  # one per firing: both sweeps handed the account out
     assert [n.template for n in world.notifications(account_id)] == ["retention_disabled"]
     assert len(app_emails(tmp_path)) == 1
-    disabled = [e for e in events_of(lifecycle_messages(world.connection_string, lifecycle_queue))]
+    disabled = list(events_of(lifecycle_messages(world.connection_string, lifecycle_queue)))
     assert [e["type"] for e in disabled] == ["subscription.disabled"]
 
 
