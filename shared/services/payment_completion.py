@@ -37,6 +37,7 @@ def complete_payment(
     charge: ChargeResult | None = None,
     processed_event: ProcessedEvent | None = None,
     known: AccountPartition | None = None,
+    recovery: DueEntry | None = None,
 ) -> Completion:
     """Commit every effect of a successful payment in one write, then deliver the receipt and events.
 
@@ -44,6 +45,8 @@ def complete_payment(
     settlement that is no longer pending is an error (a second payment); without, completing twice is a no-op.
     `known` is the partition the caller committed last (the claim): decided on first, it saves a read; if anyone
     wrote since, its commit loses on the root row's ETag and the change is decided again on a fresh read.
+    `recovery` is a safety-net entry the caller already put on the due index (else one is scheduled here); it is
+    removed once the delivery went through.
     """
     committed: list[AccountPartition] = []
 
@@ -69,7 +72,7 @@ def complete_payment(
             partition.record_processed(processed_event)
         return Completion(settlement=succeeded, applied=True)
 
-    recovery = schedule_recovery(outbox, account_id)
+    recovery = recovery or schedule_recovery(outbox, account_id)
     completion = with_fresh_partition(accounts, account_id, change, known=known)
     deliver_after_commit(outbox, account_id, committed[-1], recovery=recovery)
     return completion

@@ -45,7 +45,7 @@ from shared.domain.settle_balance import (
 from shared.domain.settlement import Settlement, SettlementScope, SettlementStatus
 from shared.services.delivery import Outbox
 from shared.services.payment_completion import complete_payment
-from shared.services.ports import AccountUnitOfWork, DueIndex, PaymentGateway
+from shared.services.ports import AccountUnitOfWork, DueEntry, DueIndex, PaymentGateway
 from shared.services.unit_of_work import with_fresh_partition
 from shared.services.views import (
     Quote,
@@ -150,8 +150,9 @@ def _claim_and_pay(
     if claim.token is None:
         record = record.complete(outcome_of(settlement, payments.terms, partition).to_wire(), now)
     partition.put(settlement, record)
-    if claim.token is not None:
-        payments.due.schedule(partition.account_id, now + PENDING_CHARGE_EXPIRY)
+    # The charge's safety net: a crash before its outcome is recorded, or before the receipt went out, is finished
+    # by the pass this entry leads to; a charge that ended here removes it.
+    in_flight = payments.due.schedule(partition.account_id, now + PENDING_CHARGE_EXPIRY) if claim.token else None
     try:
         payments.accounts.commit(partition)
     except ConcurrencyError:
@@ -159,7 +160,9 @@ def _claim_and_pay(
     if claim.token is None:
         return outcome_of(settlement, payments.terms, partition)
     result = payments.gateway.charge(settlement.total, claim.token, settlement.id)
-    return _apply_charge_result(payments, partition.account_id, settlement, result, known=partition)
+    return _apply_charge_result(
+        payments, partition.account_id, settlement, result, known=partition, safety_net=in_flight
+    )
 
 
 def _answer_with_pending_invoice(
@@ -226,8 +229,10 @@ def _apply_charge_result(
     result: ChargeResult,
     *,
     known: AccountPartition | None = None,
+    safety_net: DueEntry | None = None,
 ) -> SettlementOutcome:
-    """Record what the gateway answered; `known` is the partition of the claim just committed (it saves a read)."""
+    """Record what the gateway answered; `known` is the partition of the claim just committed (it saves a read),
+    `safety_net` the due entry the claim scheduled: kept only while the outcome is open."""
     if result.outcome is ChargeOutcome.SUCCEEDED:
         completion = complete_payment(
             account_id,
@@ -238,10 +243,14 @@ def _apply_charge_result(
             terms=payments.terms,
             charge=result,
             known=known,
+            recovery=safety_net,
         )
         return outcome_of(completion.settlement, payments.terms)
     if result.outcome is ChargeOutcome.DECLINED:
-        return _record_decline(payments, account_id, settlement.id, result.reason or "declined", known=known)
+        declined = _record_decline(payments, account_id, settlement.id, result.reason or "declined", known=known)
+        if safety_net is not None:
+            payments.due.remove(safety_net)
+        return declined
     log.warning("settlement %s: the gateway did not answer; the outcome is looked up later", settlement.id)
     partition = known or payments.accounts.load(account_id)
     return outcome_of(settlement, payments.terms, partition).model_copy(update={"reason": result.reason})

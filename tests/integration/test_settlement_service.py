@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from shared.services.account_views import (
 )
 from shared.services.settle_balance import QuoteChangedError
 from shared.storage.sandbox_gateway import SandboxGateway
+from tests.fakes import Fault, FaultyPort
 from tests.support.settlement_data import (
     ADMIN,
     MASTERCARD,
@@ -145,10 +147,24 @@ def test_the_receipt_is_written_in_the_accounts_locale(deps: Dependencies) -> No
     assert sent_emails(deps)[0]["Subject"].startswith("Betaling ontvangen: €\u00a069,95")
 
 
-def test_a_successful_payment_leaves_a_safety_net_on_the_due_index(deps: Dependencies, account: AccountData) -> None:
+def test_a_payment_whose_receipt_went_out_leaves_nothing_on_the_due_index(
+    deps: Dependencies, account: AccountData
+) -> None:
     deps.settle_balance(settle_command(account.id))
 
-    assert any(entry.account_id == account.id for entry in deps.due.due(NOW.replace(year=2027)))
+    assert [entry for entry in deps.due.due(NOW.replace(year=2027)) if entry.account_id == account.id] == []
+
+
+def test_a_payment_whose_delivery_died_leaves_its_safety_net_for_a_later_pass(
+    deps: Dependencies, account: AccountData
+) -> None:
+    failing = dataclasses.replace(deps, email=FaultyPort(deps.email, Fault("send", error=RuntimeError("ACS down"))))
+
+    outcome = failing.settle_balance(settle_command(account.id))
+
+    assert outcome.status is SettlementStatus.SUCCEEDED
+    (net,) = [entry for entry in deps.due.due(NOW.replace(year=2027)) if entry.account_id == account.id]
+    assert NOW < net.due_at <= NOW + PENDING_CHARGE_EXPIRY + timedelta(seconds=1)
 
 
 def test_paying_with_the_failed_card_itself_reactivates_it_without_a_method_switch(
