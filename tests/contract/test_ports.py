@@ -39,8 +39,9 @@ from shared.domain.partition import ACCOUNT_ROW, AccountPartition, row_id
 from shared.domain.payments import ChargeOutcome, GatewayKeyReuseError
 from shared.domain.rejection import Rejection, RejectionStatus
 from shared.domain.settlement import Settlement
-from shared.services.ports import DueEntry, SentMessage
+from shared.services.ports import DueEntry, SentMessage, ShardProgress
 from shared.services.unit_of_work import with_fresh_partition
+from shared.storage.layout import DUE_SHARDS
 from shared.webhooks import VerifiedWebhook, WebhookDelivery, WebhookReplayError, request_fingerprint
 
 AT = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -400,6 +401,51 @@ def test_scheduling_many_rounds_up_drops_repeats_and_makes_them_due(backend: Any
         DueEntry("acc-2", DUE_NOW + timedelta(days=7)),
     ]
     assert list(due.due(DUE_NOW)) == [DueEntry("acc-1", DUE_NOW - timedelta(minutes=5))]
+
+
+def test_a_shard_returns_only_its_own_entries_and_every_entry_is_in_one_shard(backend: Any) -> None:
+    due = backend.due
+    written = [due.schedule(f"acc-{n}", DUE_NOW - timedelta(minutes=n)) for n in range(30)]
+
+    shards = due.shards_to_sweep()
+    by_shard = {shard: list(due.due_in_shard(shard, DUE_NOW)) for shard in range(shards)}
+
+    assert shards >= DUE_SHARDS
+    assert sorted(e.account_id for entries in by_shard.values() for e in entries) == sorted(
+        e.account_id for e in written
+    )
+    assert all(e.shard == shard for shard, entries in by_shard.items() for e in entries)
+    assert all(entries == sorted(entries, key=lambda e: e.due_at) for entries in by_shard.values())
+    assert len([shard for shard, entries in by_shard.items() if entries]) > 1
+
+
+def test_set_aside_entries_stay_due_marked_and_a_removed_one_does_not_come_back(backend: Any) -> None:
+    due = backend.due
+    kept = due.schedule("acc-kept", DUE_NOW - timedelta(hours=1))
+    gone = due.schedule("acc-gone", DUE_NOW - timedelta(hours=2))
+    due.remove(gone)
+
+    due.set_aside([kept, gone], "rejection-1")
+
+    (entry,) = list(due.due(DUE_NOW))
+    assert (entry, entry.set_aside) == (kept, "rejection-1")
+    assert [e.set_aside for e in due.due_in_shard(entry.shard, DUE_NOW)] == ["rejection-1"]
+    due.remove(entry)
+    assert list(due.due(DUE_NOW)) == []
+
+
+def test_the_latest_progress_of_each_shard_is_kept(backend: Any) -> None:
+    due = backend.due
+    first = ShardProgress(shard=3, reviewed_at=DUE_NOW, accounts=20, max_lag_seconds=61.5, mean_lag_seconds=30.0)
+    later = ShardProgress(
+        shard=3, reviewed_at=DUE_NOW + timedelta(minutes=1), accounts=4, max_lag_seconds=2.0, mean_lag_seconds=1.0
+    )
+    other = ShardProgress(shard=5, reviewed_at=DUE_NOW, accounts=1, max_lag_seconds=0.0, mean_lag_seconds=0.0)
+
+    for progress in (first, later, other):
+        due.record_progress(progress)
+
+    assert sorted(due.progress(), key=lambda p: p.shard) == [later, other]
 
 
 # --- the audit log --------------------------------------------------------------------------------------------------
