@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from shared.adapters.lifecycle_queue import EVENT_SOURCE, pack_batches
 from shared.bootstrap import Dependencies, app_clock, telemetry
-from shared.domain.audit import DeletionRecord, SnapshotDisagreement
+from shared.domain.audit import DeletionRecord, HoldRecord, SnapshotDisagreement
 from shared.domain.clock import Clock, SystemClock
 from shared.domain.email import OutgoingEmail, SendOutcome, SendStatus
 from shared.domain.errors import ConcurrencyError, TransientStorageError
@@ -45,7 +45,7 @@ from shared.settings import Settings
 from shared.storage.account_store import MAX_TRANSACTION_OPERATIONS
 from shared.storage.codec import data_properties, decode
 from shared.storage.due_index import DEFAULT_PAGE_SIZE
-from shared.storage.layout import account_row_key, deletion_row_key, snapshot_disagreement_row_key
+from shared.storage.layout import account_row_key, deletion_row_key, hold_row_key, snapshot_disagreement_row_key
 from shared.storage.sandbox_gateway import SANDBOX_TOKENS, sandbox_outcome
 from shared.webhooks import MIN_LEDGER_RETENTION, VerifiedWebhook, WebhookDelivery, WebhookReplayError
 
@@ -215,7 +215,22 @@ class MemoryAuditLog:
     def __init__(self) -> None:
         self._records: dict[str, dict[str, dict[str, str]]] = {}
         self._disagreements: dict[str, dict[str, dict[str, str]]] = {}
+        self._holds: dict[str, dict[str, dict[str, str]]] = {}
         self._lock = threading.Lock()
+
+    def record_hold(self, record: HoldRecord) -> bool:
+        key = hold_row_key(record.at, record.action.value)
+        with self._lock:
+            records = self._holds.setdefault(record.account_id, {})
+            if key in records:
+                return False
+            records[key] = data_properties(record)
+        return True
+
+    def holds(self, account_id: str) -> list[HoldRecord]:
+        with self._lock:
+            records = dict(self._holds.get(account_id, {}))
+        return [decode(HoldRecord, records[key]) for key in sorted(records)]
 
     def record_snapshot_disagreement(self, record: SnapshotDisagreement) -> bool:
         key = snapshot_disagreement_row_key(record.event_id)
