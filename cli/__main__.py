@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "cli.retention",
     "cli.rejections",
     "cli.clock",
+    "cli.holds",
 )
 
 
