@@ -231,7 +231,12 @@ class Dependencies:
 
     def release_account(self, account_id: str, *, released_by: str) -> HoldChange:
         return holds.release_account(
-            account_id, released_by=released_by, accounts=self.accounts, audit=self.audit, due=self.due, clock=self.clock
+            account_id,
+            released_by=released_by,
+            accounts=self.accounts,
+            audit=self.audit,
+            due=self.due,
+            clock=self.clock,
         )
 
     def quote_settlement(

@@ -747,7 +747,11 @@ def test_an_accounts_hold_and_a_subscriptions_deadline_shift_survive_a_round_tri
     account_id = new_id()
     hold = CollectionHold(reason="Chargeback — wait for the bank", set_by="cli:alice", since=AT, until=None)
     subscription = Subscription(
-        id="sub-1", name="Production", service="VMs", payment_method_id="pm-1", deadline_shift=timedelta(days=10, hours=3)
+        id="sub-1",
+        name="Production",
+        service="VMs",
+        payment_method_id="pm-1",
+        deadline_shift=timedelta(days=10, hours=3),
     )
     partition = AccountPartition(account_id=account_id)
     partition.set_account(account(account_id).model_copy(update={"hold": hold}))
@@ -756,7 +760,8 @@ def test_an_accounts_hold_and_a_subscriptions_deadline_shift_survive_a_round_tri
 
     loaded = backend.accounts.load(account_id)
 
-    assert loaded.account is not None and loaded.account.hold == hold
+    assert loaded.account is not None
+    assert loaded.account.hold == hold
     assert loaded.get(Subscription, "sub-1") == subscription
 
 

@@ -60,7 +60,8 @@ def test_hold_then_release_is_shown_audited_and_moves_the_deadline_by_the_time_h
     assert release_code == 0
     assert f"account {account_id} released; deadlines moved later: sub-1 +" in released_output
     after_account = after["account"]
-    assert isinstance(after_account, dict) and after_account["hold"] is None
+    assert isinstance(after_account, dict)
+    assert after_account["hold"] is None
     records = dependencies().audit.holds(account_id)
     assert [r.action for r in records] == [HoldAction.SET, HoldAction.RELEASED]
     assert [r["action"] for r in after["holdHistory"]] == ["set", "released"]  # type: ignore[index, union-attr]

@@ -124,10 +124,16 @@ def test_placing_a_hold_stages_it_on_the_account_with_a_set_record() -> None:
     change = place_hold(partition, reason="Dispute DX-17", set_by="cli:alice", until=now + days(14), now=now)
 
     assert change.outcome is HoldOutcome.SET
-    assert partition.account is not None and partition.account.hold == change.hold
-    assert change.hold is not None and (change.hold.since, change.hold.until) == (now, now + days(14))
+    assert partition.account is not None
+    assert partition.account.hold == change.hold
+    assert change.hold is not None
+    assert (change.hold.since, change.hold.until) == (now, now + days(14))
     assert change.record is not None
-    assert (change.record.action, change.record.by, change.record.reason) == (HoldAction.SET, "cli:alice", "Dispute DX-17")
+    assert (change.record.action, change.record.by, change.record.reason) == (
+        HoldAction.SET,
+        "cli:alice",
+        "Dispute DX-17",
+    )
     assert partition.has_changes
 
 
@@ -136,12 +142,15 @@ def test_holding_again_changes_reason_and_end_but_keeps_since() -> None:
     first = FAILED_AT + days(1)
     place_hold(partition, reason="Dispute", set_by="cli:alice", until=None, now=first)
 
-    change = place_hold(partition, reason="Dispute, bank asked", set_by="ops-7", until=first + days(9), now=first + days(2))
+    change = place_hold(
+        partition, reason="Dispute, bank asked", set_by="ops-7", until=first + days(9), now=first + days(2)
+    )
 
     assert change.outcome is HoldOutcome.CHANGED
     assert change.hold is not None
     assert (change.hold.since, change.hold.reason, change.hold.until) == (first, "Dispute, bank asked", first + days(9))
-    assert change.record is not None and change.record.action is HoldAction.CHANGED
+    assert change.record is not None
+    assert change.record.action is HoldAction.CHANGED
 
 
 def test_holding_again_with_the_same_terms_changes_nothing_and_records_nothing() -> None:
@@ -161,7 +170,8 @@ def test_an_end_that_is_not_in_the_future_is_refused_naming_until() -> None:
         place_hold(partition, reason="Dispute", set_by="cli:alice", until=FAILED_AT, now=FAILED_AT)
 
     assert refused.value.field == "until"
-    assert partition.account is not None and partition.account.hold is None
+    assert partition.account is not None
+    assert partition.account.hold is None
 
 
 def test_an_account_that_does_not_exist_cannot_be_held() -> None:
@@ -183,8 +193,10 @@ def test_releasing_moves_each_unpaid_subscription_by_the_time_it_was_held() -> N
     assert subscription_of(partition, "sub-1").deadline_shift == days(10)
     assert subscription_of(partition, "sub-3").deadline_shift == timedelta(0)
     assert cancellation_date(subscription_of(partition), POLICY) == FAILED_AT + days(40)
-    assert partition.account is not None and partition.account.hold is None
-    assert change.record is not None and (change.record.action, change.record.by) == (HoldAction.RELEASED, "cli:bob")
+    assert partition.account is not None
+    assert partition.account.hold is None
+    assert change.record is not None
+    assert (change.record.action, change.record.by) == (HoldAction.RELEASED, "cli:bob")
 
 
 def test_two_holds_add_up() -> None:
@@ -214,7 +226,8 @@ def test_a_hold_past_its_end_counts_only_until_then_and_is_released_by_the_revie
     assert release_expired_hold(partition, FAILED_AT + days(3)) is None
     change = release_expired_hold(partition, FAILED_AT + days(6))
 
-    assert change is not None and change.record is not None
+    assert change is not None
+    assert change.record is not None
     assert (change.record.at, change.record.by) == (FAILED_AT + days(4), EXPIRY_RELEASER)
     assert subscription_of(partition).deadline_shift == days(4)
 
@@ -226,7 +239,8 @@ def test_an_explicit_release_after_the_end_passed_still_counts_only_until_the_en
     change = release_hold(partition, released_by="cli:bob", now=FAILED_AT + days(9))
 
     assert subscription_of(partition).deadline_shift == days(4)
-    assert change.record is not None and change.record.by == EXPIRY_RELEASER
+    assert change.record is not None
+    assert change.record.by == EXPIRY_RELEASER
 
 
 def test_while_held_the_plan_stages_nothing_and_reviews_again_at_the_end() -> None:
@@ -260,7 +274,8 @@ def test_the_plan_at_the_end_releases_the_hold_and_acts_on_the_moved_deadlines()
     plan = plan_account(partition, POLICY, until, portal_url=PORTAL)
 
     assert [r.action for r in plan.hold_records] == [HoldAction.RELEASED]
-    assert partition.account is not None and partition.account.hold is None
+    assert partition.account is not None
+    assert partition.account.hold is None
     # Held 10 days: the warning (day 25 + 10) and the cancellation (day 30 + 10) are still ahead.
     assert {a.milestone for a in plan.actions} == {MilestoneKind.REMINDER}
     assert subscription_of(partition).state is SubscriptionState.PAST_DUE

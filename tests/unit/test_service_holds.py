@@ -76,7 +76,8 @@ def test_a_hold_with_an_end_is_recorded_and_put_on_the_due_index_at_its_end(worl
 
     assert change.outcome is HoldOutcome.SET
     stored = world.deps.accounts.load(account_id).account
-    assert stored is not None and stored.hold == change.hold
+    assert stored is not None
+    assert stored.hold == change.hold
     assert [(r.action, r.at, r.by, r.reason, r.until) for r in world.deps.audit.holds(account_id)] == [
         (HoldAction.SET, held_at, "cli:alice", "Dispute DX-17", until)
     ]
