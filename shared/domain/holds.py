@@ -45,9 +45,15 @@ class HoldChange:
 
     outcome: HoldOutcome
     hold: CollectionHold | None
-    record: HoldRecord | None = None
+    # Oldest first: a hold placed on one whose end passed unreviewed first records that one's release.
+    records: tuple[HoldRecord, ...] = ()
     # Per subscription id: how much later its deadlines now fall (a release only).
     shifted: dict[str, timedelta] | None = None
+
+    @property
+    def record(self) -> HoldRecord | None:
+        """The record of this change itself."""
+        return self.records[-1] if self.records else None
 
 
 def is_held(account: Account, now: datetime) -> bool:
@@ -63,9 +69,10 @@ def place_hold(
     if until is not None and until <= now:
         raise InvalidHoldError("until must be in the future", field="until")
     current = account.hold
+    earlier: tuple[HoldRecord, ...] = ()
     if current is not None and current.expired(now):
         # Its end passed before any review released it: release it first, then this is a new hold.
-        release_hold(partition, released_by=EXPIRY_RELEASER, now=now)
+        earlier = release_hold(partition, released_by=EXPIRY_RELEASER, now=now).records
         account = _account(partition)
         current = None
     if current is not None and (current.reason, current.until) == (reason, until):
@@ -74,7 +81,7 @@ def place_hold(
     partition.set_account(account.model_copy(update={"hold": hold}))
     action = HoldAction.CHANGED if current else HoldAction.SET
     record = _record(account.id, action, at=now, by=set_by, hold=hold)
-    return HoldChange(HoldOutcome(action.value), hold, record)
+    return HoldChange(HoldOutcome(action.value), hold, (*earlier, record))
 
 
 def release_hold(partition: AccountPartition, *, released_by: str, now: datetime) -> HoldChange:
@@ -93,7 +100,7 @@ def release_hold(partition: AccountPartition, *, released_by: str, now: datetime
     partition.set_account(account.model_copy(update={"hold": None}))
     by = EXPIRY_RELEASER if hold.expired(now) else released_by
     record = _record(account.id, HoldAction.RELEASED, at=released_at, by=by, hold=hold)
-    return HoldChange(HoldOutcome.RELEASED, None, record, shifted)
+    return HoldChange(HoldOutcome.RELEASED, None, (record,), shifted)
 
 
 def release_expired_hold(partition: AccountPartition, now: datetime) -> HoldChange | None:

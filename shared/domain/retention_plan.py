@@ -422,8 +422,8 @@ def plan_account(
     released = release_expired_hold(partition, now)
     assert partition.account is not None
     planner = _Planner(partition, partition.account, policy, now, portal_url, _Stage(partition))
-    if released is not None and released.record is not None:
-        planner.plan.hold_records.append(released.record)
+    if released is not None:
+        planner.plan.hold_records += released.records
         planner.stage.changed = True
     reviewed = [planner.review(subscription) for subscription in sorted(partition.subscriptions, key=lambda s: s.id)]
     planner.resolve_settled_alerts(reviewed)

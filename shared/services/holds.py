@@ -66,5 +66,5 @@ def release_account(
 
 def _record(result: HoldChange, audit: AuditLog) -> None:
     # Written before the commit, as the deletion records are: the record of a change exists before the change.
-    if result.record is not None:
-        audit.record_hold(result.record)
+    for record in result.records:
+        audit.record_hold(record)

@@ -280,3 +280,19 @@ def test_the_plan_at_the_end_releases_the_hold_and_acts_on_the_moved_deadlines()
     assert {a.milestone for a in plan.actions} == {MilestoneKind.REMINDER}
     assert subscription_of(partition).state is SubscriptionState.PAST_DUE
     assert plan.next_review == FAILED_AT + days(35)
+
+
+def test_holding_an_account_whose_hold_ended_unreviewed_releases_that_one_first_and_starts_anew() -> None:
+    partition = stored_partition(past_due())
+    place_hold(partition, reason="Dispute", set_by="cli:alice", until=FAILED_AT + days(4), now=FAILED_AT)
+    now = FAILED_AT + days(9)
+
+    change = place_hold(partition, reason="Second dispute", set_by="cli:bob", until=None, now=now)
+
+    assert [(r.action, r.at, r.by) for r in change.records] == [
+        (HoldAction.RELEASED, FAILED_AT + days(4), EXPIRY_RELEASER),
+        (HoldAction.SET, now, "cli:bob"),
+    ]
+    assert change.hold is not None
+    assert change.hold.since == now
+    assert subscription_of(partition).deadline_shift == days(4)
