@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "cli.backlog",
     "cli.rejections",
     "cli.clock",
+    "cli.holds",
 )
 
 

@@ -172,7 +172,16 @@ def describe(partition: AccountPartition) -> dict[str, object]:
         "subscriptions": [
             s.model_dump(
                 mode="json",
-                include={"id", "name", "service", "state", "payment_method_id", "past_due_since", "disabled_at"},
+                include={
+                    "id",
+                    "name",
+                    "service",
+                    "state",
+                    "payment_method_id",
+                    "past_due_since",
+                    "disabled_at",
+                    "deadline_shift",
+                },
             )
             for s in partition.subscriptions
         ],
@@ -213,11 +222,14 @@ def _seed_command(args: argparse.Namespace) -> int:
 
 
 def _show_command(args: argparse.Namespace) -> int:
-    partition = dependencies().accounts.load(args.account_id)
+    deps = dependencies()
+    partition = deps.accounts.load(args.account_id)
     if not partition.exists:
         print(f"no account {args.account_id}")
         return 1
-    print(json.dumps(describe(partition), indent=2, ensure_ascii=False))
+    shown = describe(partition)
+    shown["holdHistory"] = [record.model_dump(mode="json") for record in deps.audit.holds(args.account_id)]
+    print(json.dumps(shown, indent=2, ensure_ascii=False))
     return 0
 
 

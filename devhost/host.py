@@ -58,6 +58,7 @@ class Host:
                 self._invoker,
                 os.environ["LOCAL_FUNCTION_KEY"],
             ),
+            admin_key=os.environ["LOCAL_ADMIN_KEY"],
         )
         self._listeners = [
             QueueListener(spec, config.queues, self._invoker) for spec in specs if isinstance(spec, QueueFunction)

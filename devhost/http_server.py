@@ -56,6 +56,8 @@ class FunctionHttpApp:
         function_key: str,
         route_prefix: str,
         eventgrid: EventGridEndpoint | None = None,
+        *,
+        admin_key: str | None = None,
     ) -> None:
         self.eventgrid = eventgrid
         self.router: Router[HttpFunction] = Router()
@@ -63,15 +65,24 @@ class FunctionHttpApp:
             self.router.add(function.route, function.methods, function)
         self.invoker = invoker
         self.function_key = function_key.encode()
+        # The host's master key: the only key an admin-level function takes, and one every function takes (as Azure).
+        self.admin_key = admin_key.encode() if admin_key else None
         self.route_prefix = route_prefix.strip("/")
         self._threads = ThreadPoolExecutor(INVOCATION_THREADS, thread_name_prefix="devhost-invocation")
 
     def public_route(self, function: HttpFunction) -> str:
         return "/" + "/".join(part for part in (self.route_prefix, function.route) if part)
 
-    def authorized(self, headers: dict[str, str], params: dict[str, str]) -> bool:
-        supplied = headers.get("x-functions-key") or params.get("code") or ""
-        return hmac.compare_digest(supplied.encode(), self.function_key)
+    def authorized(self, headers: dict[str, str], params: dict[str, str], auth_level: str = "function") -> bool:
+        """Whether the key supplied opens a function of `auth_level`: anonymous none, function the function key or
+        the admin key, admin the admin key only (with no admin key configured, admin functions stay closed)."""
+        if auth_level == "anonymous":
+            return True
+        supplied = (headers.get("x-functions-key") or params.get("code") or "").encode()
+        is_admin = self.admin_key is not None and hmac.compare_digest(supplied, self.admin_key)
+        if auth_level == "admin":
+            return is_admin
+        return hmac.compare_digest(supplied, self.function_key) or is_admin
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)
@@ -129,7 +140,7 @@ class FunctionHttpApp:
         headers = request_headers(scope)
         query = scope["query_string"].decode("latin-1")
         params = dict(parse_qsl(query, keep_blank_values=True))
-        if function.auth_level != "anonymous" and not self.authorized(headers, params):
+        if not self.authorized(headers, params, function.auth_level):
             return await _refuse(scope, send, HTTPStatus.UNAUTHORIZED)
         try:
             body = await read_body(scope, receive, MAX_REQUEST_BYTES)
@@ -222,8 +233,9 @@ class FunctionHttpServer:
         route_prefix: str,
         *,
         eventgrid: EventGridEndpoint | None = None,
+        admin_key: str | None = None,
     ) -> None:
-        self.app = FunctionHttpApp(functions, invoker, function_key, route_prefix, eventgrid)
+        self.app = FunctionHttpApp(functions, invoker, function_key, route_prefix, eventgrid, admin_key=admin_key)
         self._server = LoopbackServer(self.app, port)
 
     @property

@@ -12,6 +12,8 @@ STORAGE_SETTING = "AzureWebJobsStorage"
 DEFAULT_SETTINGS: Mapping[str, str] = {
     STORAGE_SETTING: "UseDevelopmentStorage=true",
     "LOCAL_FUNCTION_KEY": "pastdue-local-key",
+    # The local host's master key, for admin-level routes (support tools); a function key does not open them.
+    "LOCAL_ADMIN_KEY": "pastdue-local-admin-key",
 }
 # The Functions host's own setting; it names the host's locks in storage, so instances of one app must share it.
 HOST_ID_SETTING = "AzureFunctionsWebHost__hostId"

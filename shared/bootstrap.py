@@ -18,6 +18,7 @@ from shared import connections
 from shared.domain.account_update import AccountUpdatedResult
 from shared.domain.clock import Clock, OffsetClock, SystemClock
 from shared.domain.delivery_reports import DeliveryReportOutcome, DeliveryReportResult, EmailDeliveryReport
+from shared.domain.holds import HoldChange
 from shared.domain.payment_events import AccountUpdatedEvent, PaymentFailedEvent, PaymentReceivedEvent
 from shared.domain.payment_failure import PaymentFailedResult
 from shared.domain.rejection import Rejection, RejectionStatus
@@ -39,6 +40,7 @@ from shared.services import (
     backlog,
     clock_travel,
     delivery_reports,
+    holds,
     payment_failed,
     payment_received,
     ports,
@@ -237,6 +239,28 @@ class Dependencies:
 
     def account_overview(self, account_id: str, principal_id: str) -> Overview:
         return account_views.account_overview(self.accounts, account_id, principal_id)
+
+    def hold_account(self, account_id: str, *, reason: str, set_by: str, until: datetime | None) -> HoldChange:
+        return holds.hold_account(
+            account_id,
+            reason=reason,
+            set_by=set_by,
+            until=until,
+            accounts=self.accounts,
+            audit=self.audit,
+            due=self.due,
+            clock=self.clock,
+        )
+
+    def release_account(self, account_id: str, *, released_by: str) -> HoldChange:
+        return holds.release_account(
+            account_id,
+            released_by=released_by,
+            accounts=self.accounts,
+            audit=self.audit,
+            due=self.due,
+            clock=self.clock,
+        )
 
     def quote_settlement(
         self, account_id: str, principal_id: str, subscription_id: str, payment_method_id: str | None = None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
-from shared.domain.model import EmailAddress, Identifier
+from shared.domain.model import MAX_HOLD_REASON_LENGTH, EmailAddress, Identifier
 from shared.domain.money import MINOR_UNIT_EXPONENTS, Currency, Money
 from shared.domain.payment_events import DecimalAmount
 from shared.domain.settle_balance import PaymentChoice
@@ -20,9 +21,12 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)
 
 
-class PrincipalRequest(RequestModel):
-    # The route's account, named again in the signed body: the signature then binds the call to that account.
+class AccountRequest(RequestModel):
+    # The route's account, named again in the body: a signature over the body then binds the call to that account.
     account_id: Identifier = Field(description="The route's `{accountId}`; any other value is 422 account-mismatch")
+
+
+class PrincipalRequest(AccountRequest):
     principal_id: Identifier
 
 
@@ -86,3 +90,24 @@ class SettleRequest(IdempotentRequest):
 
 class NotificationEmailRequest(PrincipalRequest):
     notification_email: EmailAddress | None = None
+
+
+UtcMoment = Annotated[AwareDatetime, AfterValidator(lambda moment: moment.astimezone(UTC))]
+
+
+class HoldRequest(AccountRequest):
+    """Support holds the account's collection (admin key): no reminder, warning, cancellation or deletion."""
+
+    reason: str = Field(
+        min_length=1,
+        max_length=MAX_HOLD_REASON_LENGTH,
+        description="Why; kept in the account, the overview and the audit log, never logged",
+    )
+    until: UtcMoment | None = Field(
+        default=None, description="ISO 8601 date-time with offset, in the future: the hold ends by itself then"
+    )
+    set_by: Identifier = Field(description="The support operator's id, kept with the hold and in the audit log")
+
+
+class ReleaseRequest(AccountRequest):
+    released_by: Identifier = Field(description="The support operator's id, kept in the audit log")

@@ -16,14 +16,16 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from functions.settle_http.models import (
     IDEMPOTENCY_KEY_PATTERN,
     MAX_BODY_BYTES,
+    HoldRequest,
     NotificationEmailRequest,
     OverviewRequest,
     QuoteRequest,
+    ReleaseRequest,
     SettleRequest,
 )
 from functions.settle_http.problems import DOMAIN_PROBLEMS, PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
 from shared.domain.model import IDENTIFIER_PATTERN
-from shared.services.views import NotificationEmailView, Overview, Quote, SettlementOutcome
+from shared.services.views import HoldAnswer, NotificationEmailView, Overview, Quote, SettlementOutcome
 
 API_VERSION = "1.0.0"
 _SCHEMAS = "#/components/schemas/"
@@ -32,10 +34,13 @@ _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (QuoteRequest, "validation"),
     (SettleRequest, "validation"),
     (NotificationEmailRequest, "validation"),
+    (HoldRequest, "validation"),
+    (ReleaseRequest, "validation"),
     (Overview, "serialization"),
     (Quote, "serialization"),
     (SettlementOutcome, "serialization"),
     (NotificationEmailView, "serialization"),
+    (HoldAnswer, "serialization"),
 ]
 _DESCRIPTION = f"""\
 The settle-balance flow of the billing portal (see docs/settlement-api.md).
@@ -47,7 +52,10 @@ body only, so every body names the route's account in `accountId`, and a settlem
 `Idempotency-Key` in `idempotencyKey`: a body signed for one account or one key is refused on any other (422).
 Bodies hold at most {MAX_BODY_BYTES} bytes. Amounts are decimal strings. Every 4xx answer is RFC 9457
 `application/problem+json` whose `errors` list names the member (`pointer`), header (`header`) or route parameter
-(`parameter`) at fault."""
+(`parameter`) at fault.
+
+`/accounts/{{accountId}}/hold` is for support tools, not the portal: it takes the host's admin (master) key, a
+function key gets 401, and it is not signed (see docs/support-holds.md)."""
 
 _ERRORS = {
     "400": "Malformed JSON, or no Idempotency-Key on a settlement",
@@ -85,6 +93,12 @@ def build_openapi() -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "adminKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "The function app's admin (master) key; a function key is refused (401)",
+                },
             },
             "parameters": _parameters(),
             "responses": {
@@ -143,6 +157,53 @@ def _paths() -> dict[str, Any]:
                 {"200": "NotificationEmailView"},
             )
         },
+        "/accounts/{accountId}/hold": {
+            "put": _support_operation(
+                "placeHold",
+                "Hold the account's collection (no reminder, warning, cancellation or deletion), or change the "
+                "hold's reason and end",
+                "HoldRequest",
+            ),
+            "delete": _support_operation(
+                "releaseHold",
+                "End the hold: pending deadlines move later by the time held (`not_held`: nothing to release)",
+                "ReleaseRequest",
+            ),
+        },
+    }
+
+
+_SUPPORT_ERRORS = {
+    "400": "Malformed JSON",
+    "401": "No admin key (a function key is not enough); answered by the host, as plain text",
+    "404": "No such account",
+    "409": "A concurrent update (retry)",
+    "413": f"The body exceeds {MAX_BODY_BYTES} bytes",
+    "415": "The body is not application/json",
+    "422": "A member is missing or invalid (`until` not an ISO 8601 date-time with offset, or not in the future); "
+    "`accountId` is not the route's account (account-mismatch)",
+    "503": "Storage unavailable; retry after the Retry-After delay",
+}
+
+
+def _support_operation(operation_id: str, summary: str, request: str) -> dict[str, Any]:
+    problem_schema = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": _SCHEMAS + "Problem"}}}
+    responses: dict[str, Any] = {
+        "200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": _SCHEMAS + "HoldAnswer"}}}}
+    }
+    for code, text in _SUPPORT_ERRORS.items():
+        responses[code] = {"description": text} if code == "401" else {"description": text, "content": problem_schema}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["support"],
+        "security": [{"adminKey": []}],
+        "parameters": [{"$ref": "#/components/parameters/accountId"}],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": _SCHEMAS + request}}},
+        },
+        "responses": responses,
     }
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from pydantic import ValidationError
 
-from functions.settle_http.models import IDEMPOTENCY_KEY_PATTERN, MAX_BODY_BYTES, IdempotentRequest, PrincipalRequest
+from functions.settle_http.models import IDEMPOTENCY_KEY_PATTERN, MAX_BODY_BYTES, AccountRequest, IdempotentRequest
 from functions.settle_http.problems import (
     ACCOUNT_MISMATCH,
     BAD_JSON,
@@ -43,7 +43,7 @@ from shared.domain.settle_balance import AccountNotFoundError
 from shared.webhooks import WebhookError, WebhookVerifier, request_fingerprint
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=PrincipalRequest)
+M = TypeVar("M", bound=AccountRequest)
 Handler = Callable[[bootstrap.Dependencies, str, M], func.HttpResponse]
 _ACCOUNT_ID = re.compile(IDENTIFIER_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
@@ -54,10 +54,16 @@ def handle(
     model: type[M],
     handler: Handler[M],
     pointers: dict[type[DomainError], str] | None = None,
+    *,
+    signed: bool = True,
 ) -> func.HttpResponse:
-    """Run one signed portal call through the checks, then `handler`; every refusal is problem+json."""
+    """Run one call through the checks, then `handler`; every refusal is problem+json.
+
+    Portal calls are `signed` (Standard Webhooks); support tools' admin-level calls are authenticated by the host's
+    admin key alone, and go through every other check.
+    """
     try:
-        return _checked(req, model, handler)
+        return _checked(req, model, handler, signed=signed)
     except DomainError as error:
         return domain_problem(error, pointers)
     except WebhookError as error:
@@ -78,13 +84,14 @@ class _RefusedError(Exception):
         self.response = response
 
 
-def _checked(req: func.HttpRequest, model: type[M], handler: Handler[M]) -> func.HttpResponse:
+def _checked(req: func.HttpRequest, model: type[M], handler: Handler[M], *, signed: bool) -> func.HttpResponse:
     body = req.get_body()
     if len(body) > MAX_BODY_BYTES:
         return problem(TOO_LARGE, f"the body may hold at most {MAX_BODY_BYTES} bytes")
     deps = bootstrap.http_dependencies()
     with deps.telemetry.invocation(f"http {model.__name__}"):
-        _authenticate(req, deps, body)
+        if signed:
+            _authenticate(req, deps, body)
         account_id = req.route_params.get("accountId", "")
         if not _ACCOUNT_ID.fullmatch(account_id):
             raise AccountNotFoundError("no such account")  # an id that cannot exist is not found
@@ -110,7 +117,7 @@ def _idempotency_key(req: func.HttpRequest) -> str:
     return key
 
 
-def _check_bindings(request: PrincipalRequest, account_id: str, key: str | None) -> None:
+def _check_bindings(request: AccountRequest, account_id: str, key: str | None) -> None:
     """The signed body must name the route's account and the header's Idempotency-Key."""
     if request.account_id != account_id:
         raise _RefusedError(

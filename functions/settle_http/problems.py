@@ -10,6 +10,7 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from shared.domain.errors import ConcurrencyError, DomainError, TransientStorageError
+from shared.domain.holds import InvalidHoldError
 from shared.domain.settle_balance import (
     AccountNotFoundError,
     IdempotencyKeyReusedError,
@@ -110,6 +111,7 @@ DOMAIN_PROBLEMS: dict[type[DomainError], tuple[ProblemKind, FieldError]] = {
         INVALID,
         FieldError("not a valid email address", pointer="#/notificationEmail"),
     ),
+    InvalidHoldError: (INVALID, FieldError("must be in the future", pointer="#/until")),
     NewerNotificationEmailError: (
         ProblemKind(409, "notification-email-changed-later", "The address was changed later; read it again"),
         FieldError("a newer change to the address stands", pointer="#/notificationEmail"),

@@ -1,4 +1,5 @@
-"""HTTP routes of the portal's settle-balance flow; each decodes, calls one service and maps the answer."""
+"""HTTP routes of the portal's settle-balance flow, and support's collection holds (admin key); each decodes, calls
+one service and maps the answer."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import json
 import azure.functions as func
 
 from functions.settle_http.models import (
+    HoldRequest,
     NotificationEmailRequest,
     OverviewRequest,
     QuoteRequest,
+    ReleaseRequest,
     SettleRequest,
 )
 from functions.settle_http.pipeline import handle
@@ -17,6 +20,7 @@ from functions.settle_http.problems import json_response
 from shared.bootstrap import Dependencies
 from shared.domain.settle_balance import PaymentMethodNotFoundError, SettleCommand
 from shared.domain.settlement import SettlementStatus
+from shared.services.views import hold_answer
 
 bp = func.Blueprint()
 
@@ -84,3 +88,27 @@ def notification_email_route(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(view.to_wire())
 
     return handle(req, NotificationEmailRequest, run)
+
+
+@bp.function_name("account_hold")
+@bp.route(route="accounts/{accountId}/hold", methods=["PUT"], auth_level=func.AuthLevel.ADMIN)
+def hold(req: func.HttpRequest) -> func.HttpResponse:
+    """Support holds the account's collection, or changes the hold's reason and end (its `since` stays)."""
+
+    def run(deps: Dependencies, account_id: str, body: HoldRequest) -> func.HttpResponse:
+        change = deps.hold_account(account_id, reason=body.reason, set_by=body.set_by, until=body.until)
+        return json_response(hold_answer(account_id, change).to_wire())
+
+    return handle(req, HoldRequest, run, signed=False)
+
+
+@bp.function_name("account_release")
+@bp.route(route="accounts/{accountId}/hold", methods=["DELETE"], auth_level=func.AuthLevel.ADMIN)
+def release(req: func.HttpRequest) -> func.HttpResponse:
+    """Support ends the account's hold: pending deadlines move later by the time held (`not_held`: nothing to do)."""
+
+    def run(deps: Dependencies, account_id: str, body: ReleaseRequest) -> func.HttpResponse:
+        change = deps.release_account(account_id, released_by=body.released_by)
+        return json_response(hold_answer(account_id, change).to_wire())
+
+    return handle(req, ReleaseRequest, run, signed=False)

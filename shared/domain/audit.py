@@ -1,9 +1,11 @@
 """What the audit table keeps: what stays after a subscription's data is deleted (ids, dates, amounts, the reason),
-and every event whose account snapshot disagreed with the account (ids and field names). No personal data."""
+every event whose account snapshot disagreed with the account (ids and field names), and every collection hold set,
+changed or released (with support's reason: the audit table is read by people with a need, it is not a log)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from shared.domain.lifecycle import TransitionReason
 from shared.domain.model import AccountField, ChargeStatus, Frozen, Identifier
@@ -47,3 +49,21 @@ class SnapshotDisagreement(Frozen):
     event_type: str
     fields: tuple[AccountField, ...]
     recorded_at: datetime
+
+
+class HoldAction(StrEnum):
+    SET = "set"
+    CHANGED = "changed"
+    RELEASED = "released"
+
+
+class HoldRecord(Frozen):
+    """One change of an account's collection hold: what, when, by whom, and the hold's terms at that moment."""
+
+    account_id: Identifier
+    action: HoldAction
+    at: datetime
+    by: Identifier
+    reason: str
+    since: datetime
+    until: datetime | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Self
 
@@ -84,6 +84,28 @@ class FieldChange(Frozen):
         return stored is None or self.at >= stored.at
 
 
+MAX_HOLD_REASON_LENGTH = 500
+
+
+class CollectionHold(Frozen):
+    """Collection paused for the whole account by support: no reminder, warning, cancellation or deletion.
+
+    `reason` is support's free text: kept and shown, never logged (it may name a person).
+    """
+
+    reason: str = Field(min_length=1, max_length=MAX_HOLD_REASON_LENGTH)
+    set_by: Identifier
+    since: datetime
+    until: datetime | None = None
+
+    def ends_at(self, now: datetime) -> datetime:
+        """When the hold stops counting: `until` once it has passed (whenever the release is carried out), else now."""
+        return min(now, self.until) if self.until is not None else now
+
+    def expired(self, now: datetime) -> bool:
+        return self.until is not None and now >= self.until
+
+
 class Account(Frozen):
     id: Identifier
     admin_principal_id: Identifier
@@ -92,6 +114,7 @@ class Account(Frozen):
     currency: Currency
     admin_changed: FieldChange | None = None
     notification_email_changed: FieldChange | None = None
+    hold: CollectionHold | None = None
 
 
 class PaymentMethodKind(StrEnum):
@@ -160,6 +183,9 @@ class Subscription(Frozen):
     past_due_since: datetime | None = None
     disabled_at: datetime | None = None
     history: tuple[StateTransition, ...] = ()
+    # Time spent under collection holds since the current deadline's reference (past due, or disabled): every date
+    # of the timeline is this much later (shared/domain/retention_policy.py).
+    deadline_shift: timedelta = timedelta(0)
 
     def transition(self, target: SubscriptionState, reason: TransitionReason, at: datetime) -> Self:
         """Move to `target` by the lifecycle table, keeping the reason and time; raises InvalidTransitionError."""
@@ -174,10 +200,24 @@ class Subscription(Frozen):
             update["past_due_since"] = at
         if target is SubscriptionState.DISABLED:
             update["disabled_at"] = at
+            update["deadline_shift"] = timedelta(0)  # disabled_at is the real moment: earlier holds are in it
         if target is SubscriptionState.ENABLED:
             update["past_due_since"] = None
             update["disabled_at"] = None
+            update["deadline_shift"] = timedelta(0)
         return self.model_copy(update=update)
+
+    def held_for(self, hold: CollectionHold, released_at: datetime) -> timedelta:
+        """How long `hold` kept this subscription's pending deadline from running (none if it had none)."""
+        if self.state is SubscriptionState.DISABLED:
+            reference = self.disabled_at
+        elif self.state in {SubscriptionState.PAST_DUE, SubscriptionState.WARNED}:
+            reference = self.past_due_since
+        else:
+            return timedelta(0)
+        if reference is None:
+            return timedelta(0)
+        return max(released_at - max(hold.since, reference), timedelta(0))
 
     def reenable(self, reason: TransitionReason, at: datetime) -> Self:
         if self.state is SubscriptionState.DELETED:

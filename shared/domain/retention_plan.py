@@ -16,9 +16,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, JsonValue
 
-from shared.domain.audit import AuditedCharge, DeletionRecord
+from shared.domain.audit import AuditedCharge, DeletionRecord, HoldRecord
 from shared.domain.effect_ids import ID_PREFIX, effect_id
 from shared.domain.errors import DomainError
+from shared.domain.holds import release_expired_hold
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.lifecycle_events import (
@@ -100,6 +101,7 @@ class RetentionAction(Frozen):
 class AccountPlan:
     actions: list[RetentionAction] = field(default_factory=list)
     audit_records: list[DeletionRecord] = field(default_factory=list)
+    hold_records: list[HoldRecord] = field(default_factory=list)
     changed: bool = False
     next_review: datetime | None = None
 
@@ -157,6 +159,10 @@ class _Planner:
     stage: _Stage
     plan: AccountPlan = field(default_factory=AccountPlan)
 
+    @property
+    def held(self) -> bool:
+        return self.account.hold is not None
+
     # --- decisions per subscription ---------------------------------------------------------------------------
 
     def review(self, subscription: Subscription) -> Subscription:
@@ -167,6 +173,8 @@ class _Planner:
             return subscription
         if not self.outstanding(subscription):
             return self.heal(subscription)
+        if self.held:
+            return subscription
         for _ in range(_MAX_STEPS):
             state = subscription.state
             subscription = self.apply_due(subscription)
@@ -410,10 +418,17 @@ def plan_account(
     """Stage every retention step due at `now` on the account's partition; returns what was staged and why."""
     if partition.account is None:
         return AccountPlan()
+    # A hold whose end has come is released first, so the deadlines it moved are reviewed in the same plan.
+    released = release_expired_hold(partition, now)
+    assert partition.account is not None
     planner = _Planner(partition, partition.account, policy, now, portal_url, _Stage(partition))
+    if released is not None:
+        planner.plan.hold_records += released.records
+        planner.stage.changed = True
     reviewed = [planner.review(subscription) for subscription in sorted(partition.subscriptions, key=lambda s: s.id)]
     planner.resolve_settled_alerts(reviewed)
-    _purge_deleted(planner)
+    if not planner.held:  # a hold keeps every row, even the data of a subscription deleted before it
+        _purge_deleted(planner)
     # The subscription rows carry the state that marks a milestone done: staged last, written last.
     planner.stage.put(*reviewed)
     plan = planner.plan
@@ -424,7 +439,8 @@ def plan_account(
 
 def _next_review(partition: AccountPartition, policy: RetentionPolicy, now: datetime) -> datetime | None:
     moments = [n.next_attempt_at for n in partition.notifications if n.is_pending and n.next_attempt_at > now]
-    milestone = next_review_at(partition.subscriptions, policy, now)
+    hold = partition.account.hold if partition.account else None
+    milestone = hold.until if hold is not None else next_review_at(partition.subscriptions, policy, now)
     if milestone is not None:
         moments.append(milestone)
     return min(moments) if moments else None

@@ -1,7 +1,8 @@
 """The timeline of an unpaid subscription, in one place: reminders, warning, cancellation, deletion warnings, deletion.
 
 Every step is a milestone at a fixed offset from when the subscription became past due or was disabled. Deletion
-never comes before `MINIMUM_RETENTION_DAYS` after the service ended, whatever the settings say.
+never comes before `MINIMUM_RETENTION_DAYS` after the service ended, whatever the settings say. Time spent under a
+collection hold (`Subscription.deadline_shift`) moves every step of the timeline later by as much.
 """
 
 from __future__ import annotations
@@ -72,20 +73,21 @@ _REPEATED_NOTICES = frozenset({MilestoneKind.REMINDER, MilestoneKind.DELETION_WA
 def cancellation_date(subscription: Subscription, policy: RetentionPolicy) -> datetime | None:
     if subscription.past_due_since is None:
         return None
-    return subscription.past_due_since + timedelta(days=policy.grace_period_days)
+    return subscription.past_due_since + timedelta(days=policy.grace_period_days) + subscription.deadline_shift
 
 
 def earliest_deletion(subscription: Subscription) -> datetime | None:
-    """The first moment the data may go, whatever the policy: the service ended `MINIMUM_RETENTION_DAYS` ago."""
+    """The first moment the data may go, whatever the policy: the service ended `MINIMUM_RETENTION_DAYS` ago, plus
+    the time it was held (a hold never shortens the minimum)."""
     if subscription.disabled_at is None:
         return None
-    return subscription.disabled_at + timedelta(days=MINIMUM_RETENTION_DAYS)
+    return subscription.disabled_at + timedelta(days=MINIMUM_RETENTION_DAYS) + subscription.deadline_shift
 
 
 def deletion_date(subscription: Subscription, policy: RetentionPolicy) -> datetime | None:
     if subscription.disabled_at is None:
         return None
-    return policy.deletion_after(subscription.disabled_at)
+    return policy.deletion_after(subscription.disabled_at) + subscription.deadline_shift
 
 
 def projected_end_dates(subscription: Subscription, policy: RetentionPolicy) -> tuple[date | None, date | None]:
@@ -111,7 +113,7 @@ def milestones(subscription: Subscription, policy: RetentionPolicy) -> list[Mile
     steps: list[Milestone] = []
     cancel_at = cancellation_date(subscription, policy)
     if state in {SubscriptionState.PAST_DUE, SubscriptionState.WARNED} and cancel_at and subscription.past_due_since:
-        since = subscription.past_due_since
+        since = subscription.past_due_since + subscription.deadline_shift
         steps += [
             Milestone(kind=MilestoneKind.REMINDER, at=since + timedelta(days=days), offset_days=days)
             for days in policy.reminder_days

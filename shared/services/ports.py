@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from shared.domain.audit import DeletionRecord, SnapshotDisagreement
+from shared.domain.audit import DeletionRecord, HoldRecord, SnapshotDisagreement
 from shared.domain.email import OutgoingEmail, RenderedEmail, SendOutcome
 from shared.domain.money import Money
 from shared.domain.outbox import LifecycleEvent
@@ -126,6 +126,14 @@ class AuditLog(Protocol):
         ...
 
     def snapshot_disagreements(self, account_id: str) -> list[SnapshotDisagreement]: ...
+
+    def record_hold(self, record: HoldRecord) -> bool:
+        """Create the record unless one exists for its account, action and moment; True if this call wrote it."""
+        ...
+
+    def holds(self, account_id: str) -> list[HoldRecord]:
+        """Every hold record of one account, oldest first."""
+        ...
 
 
 class WebhookLedger(Protocol):

@@ -242,6 +242,8 @@ def _commit(run: _Run, partition: AccountPartition, plan: AccountPlan) -> None:
     # The audit record must exist before the data it describes is purged; writing it again changes nothing.
     for record in plan.audit_records:
         run.ports.audit.record_deletion(record)
+    for hold_record in plan.hold_records:
+        run.ports.audit.record_hold(hold_record)
     run.ports.accounts.commit(partition)
 
 

@@ -7,16 +7,18 @@ this module only arranges their results for the portal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
+from shared.domain.holds import HoldChange, HoldOutcome
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import (
     AlertKind,
     Charge,
+    CollectionHold,
     DeclineReason,
     PaymentMethodKind,
     PaymentMethodStatus,
@@ -81,12 +83,32 @@ class PaymentMethodView(View):
     failed_reason: DeclineReason | None
 
 
+class HoldView(View):
+    """A collection hold support placed: no reminder, warning, cancellation or deletion until it ends."""
+
+    reason: str
+    set_by: str
+    since: datetime
+    until: datetime | None
+
+
+class HoldAnswer(View):
+    """What placing or releasing a hold did (`not_held`: there was nothing to release), and the hold as it is now."""
+
+    account_id: str
+    outcome: HoldOutcome
+    hold: HoldView | None
+    # Per subscription: how much later its deadlines fall after this release (ISO 8601 durations).
+    deadlines_moved_by: dict[str, timedelta] = Field(default_factory=dict)
+
+
 class Overview(View):
     account_id: str
     currency: str
     subscriptions: tuple[SubscriptionView, ...]
     alerts: tuple[AlertView, ...]
     payment_methods: tuple[PaymentMethodView, ...]
+    hold: HoldView | None = None
 
 
 class QuoteLine(View):
@@ -209,6 +231,20 @@ def overview_of(partition: AccountPartition) -> Overview:
         subscriptions=subscriptions,
         alerts=alerts,
         payment_methods=methods,
+        hold=hold_view(partition.account.hold),
+    )
+
+
+def hold_view(hold: CollectionHold | None) -> HoldView | None:
+    return HoldView(reason=hold.reason, set_by=hold.set_by, since=hold.since, until=hold.until) if hold else None
+
+
+def hold_answer(account_id: str, change: HoldChange) -> HoldAnswer:
+    return HoldAnswer(
+        account_id=account_id,
+        outcome=change.outcome,
+        hold=hold_view(change.hold),
+        deadlines_moved_by=dict(sorted((change.shifted or {}).items())),
     )
 
 

@@ -6,7 +6,8 @@
 | `due`        | `due-NN` (hash of the account id, RETENTION_SHARDS) | `<UTC time YYYYMMDDTHHMMSSZ>\\|<account id>` |
 |              | `meta`; `progress`                            | `shard-count`; `due-NN` (latest review figures) |
 | `audit`      | account id                                    | `deleted:<subscription id>:<deleted at, UTC>`,  |
-|              |                                               | or `snapshot-disagreed:<event id>`              |
+|              |                                               | or `snapshot-disagreed:<event id>`,             |
+|              |                                               | or `hold:<at, UTC to the microsecond>:<action>` |
 | `rejections` | `rejection`                                   | the rejection id (the queue message id)         |
 | `webhooks`   | `wh-NN` (hash of the webhook id, 16 shards)   | SHA-256 of the webhook id                       |
 | `gateway`    | `sandbox-charges`                             | SHA-256 of the gateway idempotency key          |
@@ -140,6 +141,8 @@ DELETION_KIND = "subscription.deleted"
 
 
 SNAPSHOT_DISAGREED_KIND = "snapshot.disagreed"
+HOLD_KIND = "account.hold"
+_HOLD_TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 
 
 def deletion_row_key(subscription_id: str, deleted_at: datetime) -> str:
@@ -149,6 +152,11 @@ def deletion_row_key(subscription_id: str, deleted_at: datetime) -> str:
 def snapshot_disagreement_row_key(event_id: str) -> str:
     """One record per event: a redelivery of the same event finds it and writes nothing."""
     return f"snapshot-disagreed:{event_id}"
+
+
+def hold_row_key(at: datetime, action: str) -> str:
+    """Time first, so an account's hold records sort oldest first; the action tells a set from a release at once."""
+    return f"hold:{at.astimezone(UTC).strftime(_HOLD_TIME_FORMAT)}:{action}"
 
 
 # --- rejections ---------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from shared.domain.audit import AuditedCharge, DeletionRecord, SnapshotDisagreement
+from shared.domain.audit import AuditedCharge, DeletionRecord, HoldAction, HoldRecord, SnapshotDisagreement
 from shared.domain.clock import FixedClock
 from shared.domain.errors import ConcurrencyError
 from shared.domain.idempotency import IdempotencyRecord
@@ -27,6 +27,7 @@ from shared.domain.model import (
     AlertKind,
     Charge,
     ChargeStatus,
+    CollectionHold,
     DeclineReason,
     PaymentMethod,
     PaymentMethodKind,
@@ -761,6 +762,53 @@ def test_a_snapshot_disagreement_is_recorded_once_per_event_and_is_not_a_deletio
     assert backend.audit.record_snapshot_disagreement(record.model_copy(update={"recorded_at": AT})) is False
     assert backend.audit.snapshot_disagreements(account_id) == [record]
     assert backend.audit.deletions(account_id) == []
+
+
+def test_hold_records_are_kept_oldest_first_once_each_and_apart_from_other_records(backend: Any) -> None:
+    account_id = new_id()
+    placed = HoldRecord(
+        account_id=account_id,
+        action=HoldAction.SET,
+        at=AT,
+        by="cli:alice",
+        reason="Dispute DX-17 under review",
+        since=AT,
+        until=AT + timedelta(days=14),
+    )
+    changed = placed.model_copy(update={"action": HoldAction.CHANGED, "at": AT + timedelta(microseconds=5)})
+    released = placed.model_copy(update={"action": HoldAction.RELEASED, "at": AT + timedelta(days=3), "by": "ops-9"})
+
+    assert backend.audit.record_hold(released) is True
+    assert backend.audit.record_hold(placed) is True
+    assert backend.audit.record_hold(changed) is True
+    assert backend.audit.record_hold(placed.model_copy(update={"reason": "another"})) is False
+
+    assert backend.audit.holds(account_id) == [placed, changed, released]
+    assert backend.audit.holds(new_id()) == []
+    assert backend.audit.deletions(account_id) == []
+    assert backend.audit.snapshot_disagreements(account_id) == []
+
+
+def test_an_accounts_hold_and_a_subscriptions_deadline_shift_survive_a_round_trip(backend: Any) -> None:
+    account_id = new_id()
+    hold = CollectionHold(reason="Chargeback — wait for the bank", set_by="cli:alice", since=AT, until=None)
+    subscription = Subscription(
+        id="sub-1",
+        name="Production",
+        service="VMs",
+        payment_method_id="pm-1",
+        deadline_shift=timedelta(days=10, hours=3),
+    )
+    partition = AccountPartition(account_id=account_id)
+    partition.set_account(account(account_id).model_copy(update={"hold": hold}))
+    partition.put(subscription)
+    backend.accounts.commit(partition)
+
+    loaded = backend.accounts.load(account_id)
+
+    assert loaded.account is not None
+    assert loaded.account.hold == hold
+    assert loaded.get(Subscription, "sub-1") == subscription
 
 
 # --- the lifecycle publisher ----------------------------------------------------------------------------------------

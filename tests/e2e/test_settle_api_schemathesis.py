@@ -86,7 +86,9 @@ CONFIG = schemathesis.Config.from_dict(
         "phases": {"stateful": {"enabled": False}, "coverage": {"unexpected-methods": ["PUT", "PATCH", "DELETE"]}},
     }
 )
-schema = schemathesis.openapi.from_path(DOCUMENT, config=CONFIG)
+# The portal's signed calls only: the support tools' hold route takes the admin key, not the function key sent here
+# (tests/functions/test_hold_http.py calls it through the local host's key check).
+schema = schemathesis.openapi.from_path(DOCUMENT, config=CONFIG).exclude(path="/accounts/{accountId}/hold")
 
 
 @schema.hook

@@ -24,6 +24,7 @@ from tests.support.settlement_data import ADMIN, PortalSigner, body_of, bound, s
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
 FUNCTION_KEY = "settlement-e2e-key"
+ADMIN_KEY = "settlement-e2e-admin-key"
 LIFECYCLE_QUEUE = "lifecycle-settlement-e2e"
 
 
@@ -40,6 +41,7 @@ def local_host(azurite: AzuriteProcess, tmp_path_factory: pytest.TempPathFactory
         tmp_path_factory.mktemp("settlement-e2e"),
         azurite.connection_string,
         LOCAL_FUNCTION_KEY=FUNCTION_KEY,
+        LOCAL_ADMIN_KEY=ADMIN_KEY,
         LIFECYCLE_QUEUE=LIFECYCLE_QUEUE,
     )
     yield host
@@ -91,6 +93,34 @@ def test_a_call_without_the_function_key_is_refused_by_the_host(local_host: Loca
     reply = post(local_host, f"/accounts/{account_id}/overview", {"principalId": ADMIN}, function_key=None)
 
     assert reply.status == 401
+
+
+def hold_call(host: LocalHostProcess, method: str, account_id: str, payload: dict[str, Any], key: str) -> Reply:
+    raw = json.dumps({"accountId": account_id, **payload}).encode()
+    headers = {"content-type": "application/json", "x-functions-key": key}
+    call = urllib.request.Request(f"{host.base_url}/api/accounts/{account_id}/hold", raw, headers, method=method)
+    try:
+        with urllib.request.urlopen(call, timeout=30) as reply:
+            return Reply(reply.status, dict(reply.headers), json.loads(reply.read()))
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, dict(error.headers), {"raw": error.read().decode(errors="replace")})
+
+
+def test_the_support_hold_route_takes_the_admin_key_and_refuses_the_function_key(
+    local_host: LocalHostProcess, account_id: str
+) -> None:
+    hold = {"reason": "Dispute DX-17", "setBy": "ops-7"}
+
+    with_function_key = hold_call(local_host, "PUT", account_id, hold, FUNCTION_KEY)
+    with_admin_key = hold_call(local_host, "PUT", account_id, hold, ADMIN_KEY)
+    overview = post(local_host, f"/accounts/{account_id}/overview", {"principalId": ADMIN}, function_key=ADMIN_KEY)
+    release = hold_call(local_host, "DELETE", account_id, {"releasedBy": "ops-7"}, ADMIN_KEY)
+
+    assert with_function_key.status == 401
+    assert (with_admin_key.status, with_admin_key.body["outcome"]) == (200, "set")
+    assert overview.status == 200
+    assert overview.body["hold"]["reason"] == "Dispute DX-17"
+    assert (release.status, release.body["outcome"]) == (200, "released")
 
 
 def test_an_unsigned_call_is_a_401_problem_over_the_wire(local_host: LocalHostProcess, account_id: str) -> None:

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from shared.adapters.lifecycle_queue import EVENT_SOURCE, pack_batches
 from shared.bootstrap import Dependencies, app_clock, telemetry
-from shared.domain.audit import DeletionRecord, SnapshotDisagreement
+from shared.domain.audit import DeletionRecord, HoldRecord, SnapshotDisagreement
 from shared.domain.clock import Clock, SystemClock
 from shared.domain.email import OutgoingEmail, SendOutcome, SendStatus
 from shared.domain.errors import ConcurrencyError, TransientStorageError
@@ -51,6 +51,7 @@ from shared.storage.layout import (
     account_row_key,
     deletion_row_key,
     due_shard_index,
+    hold_row_key,
     snapshot_disagreement_row_key,
 )
 from shared.storage.sandbox_gateway import SANDBOX_TOKENS, sandbox_outcome
@@ -268,7 +269,22 @@ class MemoryAuditLog:
     def __init__(self) -> None:
         self._records: dict[str, dict[str, dict[str, str]]] = {}
         self._disagreements: dict[str, dict[str, dict[str, str]]] = {}
+        self._holds: dict[str, dict[str, dict[str, str]]] = {}
         self._lock = threading.Lock()
+
+    def record_hold(self, record: HoldRecord) -> bool:
+        key = hold_row_key(record.at, record.action.value)
+        with self._lock:
+            records = self._holds.setdefault(record.account_id, {})
+            if key in records:
+                return False
+            records[key] = data_properties(record)
+        return True
+
+    def holds(self, account_id: str) -> list[HoldRecord]:
+        with self._lock:
+            records = dict(self._holds.get(account_id, {}))
+        return [decode(HoldRecord, records[key]) for key in sorted(records)]
 
     def record_snapshot_disagreement(self, record: SnapshotDisagreement) -> bool:
         key = snapshot_disagreement_row_key(record.event_id)

@@ -109,16 +109,21 @@ def test_the_routes_are_registered_with_their_fixed_names_methods_and_auth_level
 
     assert routes_by_name["health"][0] == "health"
     assert "ANONYMOUS" in routes_by_name["health"][1]
-    assert {route for name, (route, _, _) in routes_by_name.items() if name != "health"} == {
+    support = {"account_hold", "account_release"}
+    assert {route for name, (route, _, _) in routes_by_name.items() if name not in {"health", *support}} == {
         "accounts/{accountId}/overview",
         "accounts/{accountId}/settlement/quote",
         "accounts/{accountId}/settlement",
         "accounts/{accountId}/notification-email",
     }
     for name, (_, auth_level, methods) in routes_by_name.items():
-        if name != "health":
+        if name not in {"health", *support}:
             assert "FUNCTION" in auth_level
             assert [m.split(".")[-1] for m in methods] == ["POST"]
+    for name, method in (("account_hold", "PUT"), ("account_release", "DELETE")):
+        route, auth_level, methods = routes_by_name[name]
+        assert (route, [m.split(".")[-1] for m in methods]) == ("accounts/{accountId}/hold", [method])
+        assert "ADMIN" in auth_level
 
 
 def test_the_overview_lists_subscriptions_with_the_fixed_fields(account: AccountData) -> None:

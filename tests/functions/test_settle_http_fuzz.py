@@ -78,7 +78,13 @@ def test_the_committed_openapi_document_is_the_one_the_models_describe() -> None
 
 def test_the_document_covers_every_route_and_documents_the_webhook_headers_and_problems() -> None:
     assert DOCUMENT["openapi"] == "3.1.0"
-    assert set(DOCUMENT["paths"]) == {"/health", *FUNCTIONS}
+    # The support tools' hold route (admin key, unsigned) has its own tests: tests/functions/test_hold_http.py.
+    assert set(DOCUMENT["paths"]) == {"/health", "/accounts/{accountId}/hold", *FUNCTIONS}
+    hold = DOCUMENT["paths"]["/accounts/{accountId}/hold"]
+    assert {method: operation["security"] for method, operation in hold.items()} == {
+        "put": [{"adminKey": []}],
+        "delete": [{"adminKey": []}],
+    }
     for path in FUNCTIONS:
         operation = DOCUMENT["paths"][path]["post"]
         refs = {p["$ref"].rsplit("/", 1)[-1] for p in operation["parameters"]}

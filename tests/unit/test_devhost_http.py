@@ -81,3 +81,35 @@ def test_a_body_that_stops_is_a_408_and_a_client_that_left_has_no_answer(monkeyp
 def test_a_header_with_a_line_break_or_a_bad_name_is_not_valid(name: str, value: str) -> None:
     assert not valid_headers([(name, value)])
     assert valid_headers([("Location", "/accounts?x=1"), ("X-Empty", "")])
+
+
+def key_app(admin_key: str | None = "the-admin-key") -> FunctionHttpApp:
+    return FunctionHttpApp([], invoker=None, function_key="the-function-key", route_prefix="api", admin_key=admin_key)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("auth_level", "key", "opens"),
+    [
+        ("admin", "the-admin-key", True),
+        ("admin", "the-function-key", False),
+        ("admin", "", False),
+        ("function", "the-function-key", True),
+        ("function", "the-admin-key", True),
+        ("function", "wrong", False),
+        ("anonymous", "", True),
+    ],
+)
+def test_an_admin_level_function_takes_only_the_admin_key_and_a_function_level_one_takes_either(
+    auth_level: str, key: str, opens: bool
+) -> None:
+    app = key_app()
+
+    assert app.authorized({"x-functions-key": key} if key else {}, {}, auth_level) is opens
+    assert app.authorized({}, {"code": key} if key else {}, auth_level) is opens
+
+
+def test_without_an_admin_key_admin_level_functions_stay_closed() -> None:
+    app = key_app(admin_key=None)
+
+    assert not app.authorized({"x-functions-key": ""}, {}, "admin")
+    assert not app.authorized({"x-functions-key": "the-function-key"}, {}, "admin")
