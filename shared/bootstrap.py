@@ -17,6 +17,7 @@ from shared import connections
 from shared.domain.account_update import AccountUpdatedResult
 from shared.domain.clock import Clock, OffsetClock, SystemClock
 from shared.domain.delivery_reports import DeliveryReportOutcome, DeliveryReportResult, EmailDeliveryReport
+from shared.domain.dunning_policies import DunningPolicies
 from shared.domain.payment_events import AccountUpdatedEvent, PaymentFailedEvent, PaymentReceivedEvent
 from shared.domain.payment_failure import PaymentFailedResult
 from shared.domain.rejection import Rejection, RejectionStatus
@@ -55,7 +56,7 @@ from shared.services.ports import (
 from shared.services.retention import Retention, RetentionReport
 from shared.services.settle_balance import Payments
 from shared.services.views import NotificationEmailView, Overview, Quote, SettlementOutcome, SettlementTerms
-from shared.settings import Settings, retention_policy
+from shared.settings import Settings, dunning_policies
 from shared.storage.account_store import AccountStore
 from shared.storage.audit_log import TableAuditLog
 from shared.storage.clock_offset import TableClockOffsetStore
@@ -120,7 +121,12 @@ class Dependencies:
 
     @property
     def policy(self) -> RetentionPolicy:
-        return retention_policy(self.settings)
+        """The `default` dunning policy: what an account that names none follows."""
+        return self.policies.default
+
+    @property
+    def policies(self) -> DunningPolicies:
+        return dunning_policies(self.settings)
 
     @property
     def outbox(self) -> Outbox:
@@ -165,7 +171,7 @@ class Dependencies:
             outbox=self.outbox,
             payments=self.payments,
             clock=self.clock,
-            policy=self.policy,
+            policies=self.policies,
             portal_base_url=self.settings.portal_base_url,
         )
 
@@ -180,7 +186,7 @@ class Dependencies:
                 audit=self.audit,
                 outbox=self.outbox,
                 clock=self.clock,
-                policy=self.policy,
+                policies=self.policies,
                 portal_base_url=self.settings.portal_base_url,
             )
         for _ in result.past_due_subscription_ids:
@@ -191,7 +197,9 @@ class Dependencies:
 
     def apply_account_updated(self, event: AccountUpdatedEvent) -> AccountUpdatedResult:
         with self.telemetry.use_case("apply_account_updated", event_id=event.id, account_id=event.data.account_id):
-            return account_updated.apply_account_updated(event, accounts=self.accounts, clock=self.clock)
+            return account_updated.apply_account_updated(
+                event, accounts=self.accounts, clock=self.clock, policies=self.policies
+            )
 
     def apply_payment_received(self, event: PaymentReceivedEvent) -> PaymentReceivedResult:
         with self.telemetry.use_case("apply_payment_received", event_id=event.id, account_id=event.data.account_id):
@@ -213,7 +221,7 @@ class Dependencies:
         return result
 
     def account_overview(self, account_id: str, principal_id: str) -> Overview:
-        return account_views.account_overview(self.accounts, account_id, principal_id)
+        return account_views.account_overview(self.accounts, self.clock, self.policies, account_id, principal_id)
 
     def quote_settlement(
         self, account_id: str, principal_id: str, subscription_id: str, payment_method_id: str | None = None
@@ -348,6 +356,7 @@ def build(
     `bounds` limits how long each storage call may retry (None: the SDKs' own defaults).
     `clock` stands for real time; with TEST_CLOCK_ENABLED the use cases read the test clock on top of it.
     """
+    dunning_policies(settings)  # a malformed DUNNING_POLICIES file stops the start, naming the file and the key
     real = clock or SystemClock()
     if credential is None and connections.needs_credential(settings):
         credential = connections.azure_credential(settings)

@@ -12,12 +12,14 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
+from shared.domain.dunning_dates import SubscriptionDates, scheduled_retry, subscription_dates
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import (
     AlertKind,
     Charge,
     DeclineReason,
+    PaymentMethod,
     PaymentMethodKind,
     PaymentMethodStatus,
     Subscription,
@@ -25,6 +27,7 @@ from shared.domain.model import (
 from shared.domain.money import Money, total
 from shared.domain.outbox import NotificationStatus
 from shared.domain.partition import AccountPartition
+from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import pending_settlements, quote_version
 from shared.domain.settlement import Settlement, SettlementScope, SettlementStatus, failed_method_of
 
@@ -48,6 +51,21 @@ class MoneyView(View):
         return cls(amount=money.amount, currency=money.currency)
 
 
+class DatesView(View):
+    """What lies ahead if nobody pays (shared/domain/dunning_dates.py): moments in UTC, null when none applies."""
+
+    next_retry: datetime | None
+    warning: datetime | None
+    cancellation: datetime | None
+    deletion: datetime | None
+
+    @classmethod
+    def of(cls, dates: SubscriptionDates) -> DatesView:
+        return cls(
+            next_retry=dates.next_retry, warning=dates.warning, cancellation=dates.cancellation, deletion=dates.deletion
+        )
+
+
 class SubscriptionView(View):
     id: str
     name: str
@@ -56,6 +74,7 @@ class SubscriptionView(View):
     payment_method_id: str
     outstanding: MoneyView
     can_settle: bool
+    dates: DatesView
     past_due_since: datetime | None = None
 
 
@@ -155,8 +174,9 @@ class NotificationEmailView(View):
     last_notifications: tuple[NotificationStatusView, ...]
 
 
-def overview_of(partition: AccountPartition) -> Overview:
-    """Subscriptions with what they owe and whether settle balance applies; open alerts; payment methods."""
+def overview_of(partition: AccountPartition, policy: RetentionPolicy, now: datetime) -> Overview:
+    """Subscriptions with what they owe, whether settle balance applies and their dates under the account's
+    `policy`; open alerts; payment methods."""
     assert partition.account is not None
     currency = partition.account.currency
     charges = partition.charges
@@ -173,6 +193,7 @@ def overview_of(partition: AccountPartition) -> Overview:
                 )
             ),
             can_settle=can_settle(subscription, charges),
+            dates=DatesView.of(dates_of(partition, subscription, policy, now)),
             past_due_since=subscription.past_due_since,
         )
         for subscription in sorted(partition.subscriptions, key=lambda s: s.id)
@@ -210,6 +231,15 @@ def overview_of(partition: AccountPartition) -> Overview:
         alerts=alerts,
         payment_methods=methods,
     )
+
+
+def dates_of(
+    partition: AccountPartition, subscription: Subscription, policy: RetentionPolicy, now: datetime
+) -> SubscriptionDates:
+    """The subscription's dates, its next retry on the method it failed on included."""
+    method_id = failed_method_of(subscription, partition.charges) or subscription.payment_method_id
+    method = partition.get(PaymentMethod, method_id)
+    return subscription_dates(subscription, policy, next_retry=scheduled_retry(subscription, method, policy, now))
 
 
 def can_settle(subscription: Subscription, charges: list[Charge]) -> bool:
