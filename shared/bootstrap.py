@@ -198,7 +198,7 @@ class Dependencies:
     def apply_account_updated(self, event: AccountUpdatedEvent) -> AccountUpdatedResult:
         with self.telemetry.use_case("apply_account_updated", event_id=event.id, account_id=event.data.account_id):
             return account_updated.apply_account_updated(
-                event, accounts=self.accounts, clock=self.clock, policies=self.policies
+                event, accounts=self.accounts, due=self.due, clock=self.clock, policies=self.policies
             )
 
     def apply_payment_received(self, event: PaymentReceivedEvent) -> PaymentReceivedResult:
