@@ -135,6 +135,10 @@ def test_the_overview_dates_are_the_moments_the_timeline_then_acts_on(world: Wor
     assert at(promised["warning"]) == FAILED_AT + timedelta(days=55)
     assert at(promised["deletion"]) == FAILED_AT + timedelta(days=60 + 120)
     assert promised["nextRetry"] is None  # the event names no reusable gateway token: nothing to retry
+    # The emails write the same day in the account's locale (en-US here): the payment-failed email at once, …
+    cancellation_day = "March 5, 2027"
+    assert at(promised["cancellation"]).date().isoformat() == "2027-03-05"
+    assert [cancellation_day in email.plain_text for email in world.email.sent] == [True]
 
     happened = live_nights(world, FAILED_AT, NIGHT_AFTER_DAY_60)[gold]
     acted_at = dict(happened)
@@ -143,6 +147,11 @@ def test_the_overview_dates_are_the_moments_the_timeline_then_acts_on(world: Wor
     assert [moment for kind, moment in happened if kind is K.REMINDER] == [
         FAILED_AT + timedelta(days=day) for day in GOLD_REMINDER_DAYS
     ]
+
+    # … and every reminder and the final notice after it.
+    later = [email for email in world.email.sent[1:] if "Payment reminder" in email.subject or "Final" in email.subject]
+    assert len(later) == len(GOLD_REMINDER_DAYS) + 1
+    assert all(cancellation_day in email.plain_text for email in later)
 
     after = dates_of(world, gold)
     disabled_at = world.subscription(gold, "sub-a").disabled_at

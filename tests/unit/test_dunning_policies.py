@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import AliasChoices
 
+from shared.domain.account_update import stage_account_updated
 from shared.domain.dunning_dates import scheduled_retry, subscription_dates
 from shared.domain.dunning_policies import (
     DunningPolicies,
@@ -19,7 +20,10 @@ from shared.domain.dunning_policies import (
     parse_dunning_policies,
 )
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
-from shared.domain.model import Account, DeclineReason, PaymentMethod, PaymentMethodKind, Subscription
+from shared.domain.model import Account, AccountField, DeclineReason, PaymentMethod, PaymentMethodKind, Subscription
+from shared.domain.partition import ACCOUNT_ROW, AccountPartition
+from shared.domain.payment_events import AccountUpdatedEvent
+from shared.domain.payment_failure import event_payload_hash
 from shared.domain.retention_policy import RetentionPolicy, deletion_date, milestones
 from shared.settings import ConfigurationError, Settings, dunning_policies
 
@@ -252,3 +256,55 @@ def test_no_retry_is_scheduled_on_or_after_the_cancellation() -> None:
     policy = RetentionPolicy(grace_period_days=10, retry_days=(10, 12))
 
     assert scheduled_retry(past_due(), card(), policy, FAILED_AT) is None
+
+
+# --- the account's policy, as account.updated changes it ---------------------------------------------------------
+
+
+def updated(event_id: str, at: datetime, policy: str) -> AccountUpdatedEvent:
+    return AccountUpdatedEvent.model_validate(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "type": "account.updated",
+            "source": "/billing-engine",
+            "time": at.isoformat(),
+            "data": {"accountId": "acc-1", "dunningPolicy": policy},
+        }
+    )
+
+
+def stored_account() -> AccountPartition:
+    partition = AccountPartition(account_id="acc-1")
+    partition.account = Account(
+        id="acc-1", admin_principal_id="admin-1", notification_email="a@example.com", locale="en-US", currency="EUR"
+    )
+    partition.etags[ACCOUNT_ROW] = "v1"  # read from storage: nothing staged yet
+    return partition
+
+
+def test_an_older_policy_change_arriving_later_does_not_replace_a_newer_one() -> None:
+    policies = parse_dunning_policies({"policies": {"gold": GOLD, "silver": {}}}, RetentionPolicy())
+    partition = stored_account()
+    newer, older = updated("evt-2", FAILED_AT + timedelta(hours=2), "gold"), updated("evt-1", FAILED_AT, "silver")
+    now = FAILED_AT + timedelta(hours=3)
+
+    first = stage_account_updated(partition, newer, payload_hash=event_payload_hash(newer), now=now, policies=policies)
+    second = stage_account_updated(partition, older, payload_hash=event_payload_hash(older), now=now, policies=policies)
+
+    assert first.applied_fields == (AccountField.DUNNING_POLICY,)
+    assert second.stale_fields == (AccountField.DUNNING_POLICY,)
+    assert partition.account is not None
+    assert partition.account.dunning_policy == "gold"
+
+
+def test_an_account_updated_naming_an_unknown_policy_stages_nothing() -> None:
+    partition = stored_account()
+    event = updated("evt-1", FAILED_AT, "platinum")
+
+    with pytest.raises(UnknownDunningPolicyError, match=r"^data\.dunningPolicy: unknown dunning policy 'platinum'"):
+        stage_account_updated(
+            partition, event, payload_hash=event_payload_hash(event), now=FAILED_AT, policies=DunningPolicies()
+        )
+
+    assert not partition.has_changes
