@@ -22,7 +22,6 @@ from shared.domain.payment_events import AccountUpdatedEvent, PaymentFailedEvent
 from shared.domain.payment_failure import PaymentFailedResult
 from shared.domain.rejection import Rejection, RejectionStatus
 from shared.domain.retention_plan import RetentionActionKind
-from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import SettleCommand
 from shared.email import EmailRenderer, OutboxEmailSender
 from shared.services import (
@@ -118,11 +117,6 @@ class Dependencies:
         if self.storage is None:
             raise RuntimeError("these dependencies are not backed by Table Storage")
         return self.storage
-
-    @property
-    def policy(self) -> RetentionPolicy:
-        """The `default` dunning policy: what an account that names none follows."""
-        return self.policies.default
 
     @property
     def policies(self) -> DunningPolicies:
