@@ -22,6 +22,7 @@ from portal.sanitize import sanitize_html
 from portal.sessions import COOKIE_NAME, Session, SessionStore
 from portal.views import (
     banners,
+    dates_ahead,
     default_choice,
     get,
     link_own_urls,
@@ -268,6 +269,7 @@ class PortalApp:
             banners=banners(overview, t),
             methods=methods_by_id(overview),
             method_label=method_label,
+            dates_ahead=dates_ahead,
         )
 
     def billing(self, context: Context) -> Response:

@@ -65,6 +65,16 @@ def methods_by_id(overview: JsonObject) -> dict[str, JsonObject]:
     return {str(m["id"]): m for m in get(overview, "paymentMethods", "payment_methods", default=[]) if "id" in m}
 
 
+# The dates the overview gives per subscription (shared/domain/dunning_dates.py), in the order they come.
+DATE_KINDS = ("nextRetry", "warning", "cancellation", "deletion")
+
+
+def dates_ahead(subscription: JsonObject) -> list[tuple[str, str]]:
+    """The subscription's dates that apply, as (kind, ISO 8601 UTC) pairs; the template writes them in the locale."""
+    dates = subscription.get("dates") or {}
+    return [(kind, str(dates[kind])) for kind in DATE_KINDS if isinstance(dates, dict) and dates.get(kind)]
+
+
 def names_by_id(overview: JsonObject) -> dict[str, str]:
     return {str(s["id"]): str(s.get("name") or s["id"]) for s in overview.get("subscriptions", []) if "id" in s}
 

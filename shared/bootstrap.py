@@ -18,12 +18,12 @@ from shared import connections
 from shared.domain.account_update import AccountUpdatedResult
 from shared.domain.clock import Clock, OffsetClock, SystemClock
 from shared.domain.delivery_reports import DeliveryReportOutcome, DeliveryReportResult, EmailDeliveryReport
+from shared.domain.dunning_policies import DunningPolicies
 from shared.domain.holds import HoldChange
 from shared.domain.payment_events import AccountUpdatedEvent, PaymentFailedEvent, PaymentReceivedEvent
 from shared.domain.payment_failure import PaymentFailedResult
 from shared.domain.rejection import Rejection, RejectionStatus
 from shared.domain.retention_plan import RetentionAction, RetentionActionKind
-from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.retention_work import (
     RETENTION_WORK_QUEUE,
     AccountReview,
@@ -71,7 +71,7 @@ from shared.services.retention import Retention, RetentionReport
 from shared.services.retention_work import BatchReviewed, PassStarted, RetentionWork, ShardSwept
 from shared.services.settle_balance import Payments
 from shared.services.views import NotificationEmailView, Overview, Quote, SettlementOutcome, SettlementTerms
-from shared.settings import Settings, retention_policy
+from shared.settings import Settings, dunning_policies
 from shared.storage.account_store import AccountStore
 from shared.storage.audit_log import TableAuditLog
 from shared.storage.clock_offset import TableClockOffsetStore
@@ -136,8 +136,8 @@ class Dependencies:
         return self.storage
 
     @property
-    def policy(self) -> RetentionPolicy:
-        return retention_policy(self.settings)
+    def policies(self) -> DunningPolicies:
+        return dunning_policies(self.settings)
 
     @property
     def outbox(self) -> Outbox:
@@ -190,7 +190,7 @@ class Dependencies:
             outbox=self.outbox,
             payments=self.payments,
             clock=self.clock,
-            policy=self.policy,
+            policies=self.policies,
             portal_base_url=self.settings.portal_base_url,
         )
 
@@ -205,7 +205,7 @@ class Dependencies:
                 audit=self.audit,
                 outbox=self.outbox,
                 clock=self.clock,
-                policy=self.policy,
+                policies=self.policies,
                 portal_base_url=self.settings.portal_base_url,
             )
         for _ in result.past_due_subscription_ids:
@@ -216,7 +216,9 @@ class Dependencies:
 
     def apply_account_updated(self, event: AccountUpdatedEvent) -> AccountUpdatedResult:
         with self.telemetry.use_case("apply_account_updated", event_id=event.id, account_id=event.data.account_id):
-            return account_updated.apply_account_updated(event, accounts=self.accounts, clock=self.clock)
+            return account_updated.apply_account_updated(
+                event, accounts=self.accounts, due=self.due, clock=self.clock, policies=self.policies
+            )
 
     def apply_payment_received(self, event: PaymentReceivedEvent) -> PaymentReceivedResult:
         with self.telemetry.use_case("apply_payment_received", event_id=event.id, account_id=event.data.account_id):
@@ -238,7 +240,7 @@ class Dependencies:
         return result
 
     def account_overview(self, account_id: str, principal_id: str) -> Overview:
-        return account_views.account_overview(self.accounts, account_id, principal_id)
+        return account_views.account_overview(self.accounts, self.clock, self.policies, account_id, principal_id)
 
     def hold_account(self, account_id: str, *, reason: str, set_by: str, until: datetime | None) -> HoldChange:
         return holds.hold_account(
@@ -445,6 +447,7 @@ def build(
     `bounds` limits how long each storage call may retry (None: the SDKs' own defaults).
     `clock` stands for real time; with TEST_CLOCK_ENABLED the use cases read the test clock on top of it.
     """
+    dunning_policies(settings)  # a malformed DUNNING_POLICIES file stops the start, naming the file and the key
     real = clock or SystemClock()
     if credential is None and connections.needs_credential(settings):
         credential = connections.azure_credential(settings)

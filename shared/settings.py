@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Self
@@ -9,6 +11,7 @@ from typing import Annotated, Self
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.domain.dunning_policies import DunningPolicies, DunningPoliciesError, parse_dunning_policies, single_policy
 from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.retention_work import DEFAULT_BATCH_SIZE, DEFAULT_SHARDS, MAX_BATCH_SIZE, MAX_SHARDS
 
@@ -85,6 +88,8 @@ class Settings(BaseSettings):
     )
     deletion_warning_days: DayList = Field(default=(30, 7, 1), validation_alias=AliasChoices("DELETION_WARNING_DAYS"))
     retention_days: int = Field(default=90, ge=90, le=3650, validation_alias=AliasChoices("RETENTION_DAYS"))
+    # A JSON file of named policies over these numbers (shared/domain/dunning_policies.py); none: only `default`.
+    dunning_policies_file: Path | None = Field(default=None, validation_alias=AliasChoices("DUNNING_POLICIES"))
     retention_time_budget_seconds: int = Field(
         default=240, ge=10, le=1700, validation_alias=AliasChoices("RETENTION_TIME_BUDGET_SECONDS")
     )
@@ -119,6 +124,11 @@ class Settings(BaseSettings):
         if not _NCRONTAB.fullmatch(value.strip()):
             raise ValueError("must be a six-field NCRONTAB expression, seconds first, such as '0 0 2 * * *'")
         return value.strip()
+
+    @field_validator("dunning_policies_file", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("reminder_days", "deletion_warning_days", mode="before")
     @classmethod
@@ -202,13 +212,15 @@ class Settings(BaseSettings):
     def load(cls) -> Settings:
         """Read and check the settings; a malformed one raises ConfigurationError naming it."""
         try:
-            return cls()
+            settings = cls()
         except ValidationError as error:
             problems = "; ".join(
                 f"{_setting_name(cls, str(issue['loc'][0])) if issue['loc'] else 'settings'}: {issue['msg']}"
                 for issue in error.errors()
             )
             raise ConfigurationError(f"invalid configuration: {problems}") from None
+        dunning_policies(settings)
+        return settings
 
 
 def _setting_name(settings_class: type[Settings], field_name: str) -> str:
@@ -227,3 +239,25 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
         deletion_warning_days=settings.deletion_warning_days,
         retention_days=settings.retention_days,
     )
+
+
+def dunning_policies(settings: Settings) -> DunningPolicies:
+    """The policies of the DUNNING_POLICIES file over the settings' own numbers (read once per file and numbers);
+    ConfigurationError names the file and the key at fault."""
+    if settings.dunning_policies_file is None:
+        return single_policy(retention_policy(settings))
+    return _policies_file(settings.dunning_policies_file, retention_policy(settings))
+
+
+@functools.lru_cache(maxsize=8)
+def _policies_file(path: Path, default: RetentionPolicy) -> DunningPolicies:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigurationError(f"DUNNING_POLICIES {path}: cannot be read ({error.strerror or error})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"DUNNING_POLICIES {path}: not valid JSON ({error})") from None
+    try:
+        return parse_dunning_policies(document, default)
+    except DunningPoliciesError as error:
+        raise ConfigurationError(f"DUNNING_POLICIES {path}: {error}") from None

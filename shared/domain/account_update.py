@@ -1,9 +1,10 @@
-"""Who administers an account and where its emails go, and what may change them.
+"""Who administers an account, where its emails go and which dunning policy it follows, and what may change them.
 
-The snapshot in the `payment.failed` that creates an account sets both. After that only an `account.updated` event
-or the admin's own change through the API sets them, each dated (`Account.admin_changed`,
-`Account.notification_email_changed`): an older change never replaces a newer one, whatever order they arrive in.
-A snapshot on an existing account changes neither (see payment_failure.py). No I/O here.
+The snapshot in the `payment.failed` that creates an account sets them. After that only an `account.updated` event
+(or, for the address, the admin's own change through the API) sets them, each dated (`Account.admin_changed`,
+`Account.notification_email_changed`, `Account.dunning_policy_changed`): an older change never replaces a newer
+one, whatever order they arrive in. A snapshot on an existing account changes none (see payment_failure.py). No I/O
+here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.domain.delivery_reports import resolve_if_address_changed
+from shared.domain.dunning_policies import DunningPolicies
 from shared.domain.model import Account, AccountField, FieldChange, Frozen, ProcessedEvent
 from shared.domain.outbox import Notification
 from shared.domain.partition import AccountPartition
@@ -35,7 +37,12 @@ class AccountUpdatedResult(Frozen):
 
 
 def stage_account_updated(
-    partition: AccountPartition, event: AccountUpdatedEvent, *, payload_hash: str, now: datetime
+    partition: AccountPartition,
+    event: AccountUpdatedEvent,
+    *,
+    payload_hash: str,
+    now: datetime,
+    policies: DunningPolicies,
 ) -> AccountUpdatedResult:
     """Stage the fields the event sets where it is the newest change to them; the marker is staged last."""
     data = event.data
@@ -46,6 +53,8 @@ def stage_account_updated(
         return AccountUpdatedResult(
             event_id=event.id, account_id=data.account_id, outcome=AccountUpdatedOutcome.DUPLICATE
         )
+    if data.dunning_policy is not None:
+        policies.require(data.dunning_policy, field="data.dunningPolicy")
     if partition.account is None or not partition.exists:
         raise AccountNotFoundError(f"account {data.account_id} does not exist")
     change = event.change(now)
@@ -57,6 +66,9 @@ def stage_account_updated(
     if data.notification_email is not None:
         set_here = set_notification_email(partition, data.notification_email, change)
         (applied if set_here else stale).append(AccountField.NOTIFICATION_EMAIL)
+    if data.dunning_policy is not None:
+        set_here = set_dunning_policy(partition, data.dunning_policy, change)
+        (applied if set_here else stale).append(AccountField.DUNNING_POLICY)
     partition.record_processed(
         ProcessedEvent(event_id=event.id, event_type=ACCOUNT_UPDATED, payload_hash=payload_hash, processed_at=now)
     )
@@ -75,6 +87,17 @@ def set_admin(partition: AccountPartition, principal_id: str, change: FieldChang
     if not change.is_newer_than(account.admin_changed):
         return False
     partition.set_account(account.model_copy(update={"admin_principal_id": principal_id, "admin_changed": change}))
+    return True
+
+
+def set_dunning_policy(partition: AccountPartition, policy_id: str, change: FieldChange) -> bool:
+    """Make the account follow `policy_id` (already known) unless a newer change set it; True if this one stands.
+
+    Nothing planned is rewritten: every review computes the milestones from the account's current policy."""
+    account = _existing(partition)
+    if not change.is_newer_than(account.dunning_policy_changed):
+        return False
+    partition.set_account(account.model_copy(update={"dunning_policy": policy_id, "dunning_policy_changed": change}))
     return True
 
 

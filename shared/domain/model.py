@@ -30,6 +30,8 @@ MAX_EMAIL_LENGTH = 254
 STORED_ROW = "stored_row"
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bq]\?[^?\s]*\?=", re.IGNORECASE)
 HISTORY_LIMIT = 50
+# The dunning policy of an account that names none (shared/domain/dunning_policies.py).
+DEFAULT_DUNNING_POLICY = "default"
 
 
 def usable_email_address(value: str, info: ValidationInfo) -> str:
@@ -64,6 +66,7 @@ class AccountField(StrEnum):
 
     ADMIN_PRINCIPAL_ID = "adminPrincipalId"
     NOTIFICATION_EMAIL = "notificationEmail"
+    DUNNING_POLICY = "dunningPolicy"
 
 
 class ChangeSource(StrEnum):
@@ -115,6 +118,8 @@ class Account(Frozen):
     admin_changed: FieldChange | None = None
     notification_email_changed: FieldChange | None = None
     hold: CollectionHold | None = None
+    dunning_policy: Identifier = DEFAULT_DUNNING_POLICY
+    dunning_policy_changed: FieldChange | None = None
 
 
 class PaymentMethodKind(StrEnum):

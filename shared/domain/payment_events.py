@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from pydantic.alias_generators import to_camel
 
 from shared.domain.model import (
+    DEFAULT_DUNNING_POLICY,
     Account,
     ChangeSource,
     Charge,
@@ -45,9 +46,12 @@ class AccountSnapshot(EventModel):
     notification_email: EmailAddress
     locale: Locale
     currency: Currency
+    # Which configured dunning policy the account follows (absent: `default`); only the snapshot that creates the
+    # account sets it, as with the admin and the address.
+    dunning_policy: Identifier | None = None
 
     def to_account(self, created: FieldChange | None = None) -> Account:
-        """A new account from the snapshot; `created` dates its admin and notification address (None: undated)."""
+        """A new account from the snapshot; `created` dates its admin, notification address and dunning policy."""
         return Account(
             id=self.id,
             admin_principal_id=self.admin_principal_id,
@@ -56,6 +60,8 @@ class AccountSnapshot(EventModel):
             currency=self.currency,
             admin_changed=created,
             notification_email_changed=created,
+            dunning_policy=self.dunning_policy or DEFAULT_DUNNING_POLICY,
+            dunning_policy_changed=created if self.dunning_policy is not None else None,
         )
 
 
@@ -135,16 +141,17 @@ class PaymentReceivedData(EventModel):
 
 
 class AccountUpdatedData(EventModel):
-    """A new admin principal, a new notification address, or both; what is absent stays as it is."""
+    """A new admin principal, notification address or dunning policy (any of them); what is absent stays as it is."""
 
     account_id: Identifier
     admin_principal_id: Identifier | None = None
     notification_email: EmailAddress | None = None
+    dunning_policy: Identifier | None = None
 
     @model_validator(mode="after")
     def _changes_something(self) -> AccountUpdatedData:
-        if self.admin_principal_id is None and self.notification_email is None:
-            raise ValueError("name adminPrincipalId, notificationEmail or both")
+        if self.admin_principal_id is None and self.notification_email is None and self.dunning_policy is None:
+            raise ValueError("name adminPrincipalId, notificationEmail, dunningPolicy or several of them")
         return self
 
 

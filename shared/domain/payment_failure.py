@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, JsonValue
 
+from shared.domain.dunning_dates import subscription_dates
+from shared.domain.dunning_policies import DunningPolicies
 from shared.domain.errors import DomainError
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
 from shared.domain.links import settle_url
@@ -34,7 +36,7 @@ from shared.domain.money import total
 from shared.domain.outbox import Notification
 from shared.domain.partition import AccountPartition
 from shared.domain.payment_events import PAYMENT_FAILED, AccountSnapshot, PaymentFailedData, PaymentFailedEvent
-from shared.domain.retention_policy import RetentionPolicy, cancellation_date, projected_end_dates
+from shared.domain.retention_policy import RetentionPolicy, cancellation_date
 
 NOTIFICATION_TEMPLATE = "payment_failed"
 _MAX_ID_LENGTH = 128
@@ -73,7 +75,7 @@ def stage_payment_failed(
     *,
     payload_hash: str,
     now: datetime,
-    policy: RetentionPolicy,
+    policies: DunningPolicies,
     portal_base_url: str,
 ) -> PaymentFailedResult:
     """Stage the event's effects on `partition` (nothing is written); the marker is staged last."""
@@ -85,6 +87,8 @@ def stage_payment_failed(
         return PaymentFailedResult(
             event_id=event.id, account_id=data.account.id, outcome=PaymentFailedOutcome.DUPLICATE
         )
+    if data.account.dunning_policy is not None:
+        policies.require(data.account.dunning_policy, field="data.account.dunningPolicy")
     known = partition.account
     if known is not None and known.currency != data.account.currency:
         raise AccountCurrencyChangedError(
@@ -112,6 +116,7 @@ def stage_payment_failed(
     partition.put(*_subscriptions_on_method(partition, data))
     partition.put(*_new_charges(partition, data, closed))
     moved = _move_past_due(partition, method.id, now)
+    policy = policies.for_account(partition.account)
     partition.put(_alert(partition, method.id, now, policy))
     notification = _notification(partition, event, method, now=now, policy=policy, portal_base_url=portal_base_url)
     if partition.get(Notification, notification.id) is None:
@@ -130,12 +135,14 @@ def stage_payment_failed(
 
 def snapshot_disagreement(account: Account, snapshot: AccountSnapshot) -> tuple[AccountField, ...]:
     """The fields a snapshot names differently from the stored account: reported, never applied (only the
-    snapshot that creates an account sets them; account_update.py changes them)."""
+    snapshot that creates an account sets them; account_update.py changes them). An absent policy names none."""
     fields = []
     if snapshot.admin_principal_id != account.admin_principal_id:
         fields.append(AccountField.ADMIN_PRINCIPAL_ID)
     if snapshot.notification_email != account.notification_email:
         fields.append(AccountField.NOTIFICATION_EMAIL)
+    if snapshot.dunning_policy is not None and snapshot.dunning_policy != account.dunning_policy:
+        fields.append(AccountField.DUNNING_POLICY)
     return tuple(fields)
 
 
@@ -304,11 +311,12 @@ def email_context(
     owing = _owing_subscriptions(partition, method.id)
     names = {s.id: s.name for s in partition.subscriptions}
     past_due: list[JsonValue] = []
-    cancellations: list[date] = []
+    ends: list[tuple[date, date]] = []  # (cancellation, deletion) of those still to be cancelled
     deletions: list[date] = []
     for subscription in owing:
-        cancel_at, delete_at = projected_end_dates(subscription, policy)
-        cancellations += [cancel_at] if cancel_at else []
+        dates = subscription_dates(subscription, policy)
+        cancel_at, delete_at = _utc_day(dates.cancellation), _utc_day(dates.deletion)
+        ends += [(cancel_at, delete_at)] if cancel_at and delete_at else []
         deletions += [delete_at] if delete_at else []
         past_due.append(
             {
@@ -342,10 +350,9 @@ def email_context(
         for c in outstanding
     ]
     first_owing = owing[0].id if owing else None
-    first_cancellation = min(cancellations) if cancellations else None
     # The headline follows the first cancellation; only when every owing subscription is already cancelled does
     # it announce their own deletion date.
-    first_deletion = policy.deletion_after(first_cancellation) if first_cancellation else min(deletions, default=None)
+    first_cancellation, first_deletion = min(ends) if ends else (None, min(deletions, default=None))
     return {
         "account_id": account_id,
         "payment_method": {
@@ -367,6 +374,10 @@ def email_context(
         "retention_days": policy.effective_retention_days,
         "settle_url": settle_url(portal_base_url, account_id, first_owing) if first_owing else portal_base_url,
     }
+
+
+def _utc_day(moment: datetime | None) -> date | None:
+    return moment.astimezone(UTC).date() if moment is not None else None
 
 
 def _iso(value: date | None) -> str | None:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pydantic import BaseModel, JsonValue
 
 from shared.domain.audit import AuditedCharge, DeletionRecord, HoldRecord
+from shared.domain.dunning_dates import subscription_dates
 from shared.domain.effect_ids import ID_PREFIX, effect_id
 from shared.domain.errors import DomainError
 from shared.domain.holds import release_expired_hold
@@ -381,8 +382,8 @@ class _Planner:
         charges = self.partition.charges
         failed_method_id = failed_method_of(subscription, charges) or subscription.payment_method_id
         method = self.partition.get(PaymentMethod, failed_method_id)
-        cancel_at = cancellation_date(subscription, self.policy)
-        delete_at = deletion_date(subscription, self.policy)
+        dates = subscription_dates(subscription, self.policy)
+        cancel_at, delete_at = dates.cancellation, dates.deletion
         due = self.amount_due(subscription, charges)
         return {
             "subscription_id": subscription.id,

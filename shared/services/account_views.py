@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.domain.account_update import set_notification_email
 from shared.domain.clock import Clock
+from shared.domain.dunning_policies import DunningPolicies
 from shared.domain.errors import DomainError
 from shared.domain.model import ChangeSource, EmailAddress, FieldChange
 from shared.domain.partition import AccountPartition
@@ -33,11 +34,13 @@ class NewerNotificationEmailError(DomainError):
         self.changed_at = changed_at
 
 
-def account_overview(accounts: AccountUnitOfWork, account_id: str, principal_id: str) -> Overview:
-    """Subscriptions with state, method and outstanding amount, open alerts and payment methods."""
+def account_overview(
+    accounts: AccountUnitOfWork, clock: Clock, policies: DunningPolicies, account_id: str, principal_id: str
+) -> Overview:
+    """Subscriptions with state, method, outstanding amount and dates; open alerts and payment methods."""
     partition = accounts.load(account_id)
-    authorize(partition, principal_id)
-    return overview_of(partition)
+    account = authorize(partition, principal_id)
+    return overview_of(partition, policies.for_account(account), clock.now())
 
 
 def quote_settlement(

@@ -12,6 +12,7 @@ import logging
 
 from shared.domain.audit import SnapshotDisagreement
 from shared.domain.clock import Clock
+from shared.domain.dunning_policies import DunningPolicies
 from shared.domain.partition import AccountPartition
 from shared.domain.payment_events import PAYMENT_FAILED, PaymentFailedEvent
 from shared.domain.payment_failure import (
@@ -20,7 +21,7 @@ from shared.domain.payment_failure import (
     event_payload_hash,
     stage_payment_failed,
 )
-from shared.domain.retention_policy import RetentionPolicy, next_review_at
+from shared.domain.retention_policy import next_review_at
 from shared.services.delivery import Outbox, deliver
 from shared.services.ports import AccountUnitOfWork, AuditLog, DueIndex
 from shared.services.unit_of_work import with_fresh_partition
@@ -36,7 +37,7 @@ def apply_payment_failed(
     audit: AuditLog,
     outbox: Outbox,
     clock: Clock,
-    policy: RetentionPolicy,
+    policies: DunningPolicies,
     portal_base_url: str,
 ) -> PaymentFailedResult:
     """Apply one `payment.failed` event exactly once in effect, then deliver the email it recorded."""
@@ -48,7 +49,7 @@ def apply_payment_failed(
     def change(partition: AccountPartition) -> PaymentFailedResult:
         latest[:] = [partition]
         result = stage_payment_failed(
-            partition, event, payload_hash=payload_hash, now=now, policy=policy, portal_base_url=portal_base_url
+            partition, event, payload_hash=payload_hash, now=now, policies=policies, portal_base_url=portal_base_url
         )
         if result.disagreeing_fields:
             audit.record_snapshot_disagreement(
@@ -61,6 +62,7 @@ def apply_payment_failed(
                 )
             )
         if result.outcome is PaymentFailedOutcome.APPLIED:
+            policy = policies.for_account(partition.account)
             review_at = next_review_at(partition.subscriptions, policy, now)
             if review_at is not None:
                 due.schedule(account_id, review_at)

@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 from pydantic import Field
 
 from shared.domain.clock import Clock
+from shared.domain.dunning_policies import DunningPolicies
 from shared.domain.errors import ConcurrencyError, TransientStorageError
 from shared.domain.model import Frozen
 from shared.domain.partition import AccountPartition
 from shared.domain.retention_plan import AccountPlan, RetentionAction, RetentionActionKind, plan_account
-from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import pending_card_settlements
 from shared.services.delivery import Outbox, deliver, schedule_recovery
 from shared.services.ports import AccountUnitOfWork, AuditLog, DueEntry, DueIndex, WebhookLedger, whole_second_up
@@ -101,7 +101,7 @@ class Retention:
     outbox: Outbox
     payments: Payments
     clock: Clock
-    policy: RetentionPolicy
+    policies: DunningPolicies
     portal_base_url: str
 
 
@@ -203,7 +203,8 @@ def _review_account(run: _Run, account_id: str, tally: _Tally) -> DueEntry | Non
         partition = _finish_pending_settlements(run, account_id)
     scheduled: DueEntry | None = None
     for _ in range(MAX_ROUNDS):
-        plan = plan_account(partition, ports.policy, run.now, portal_url=ports.portal_base_url)
+        policy = ports.policies.for_account(partition.account)
+        plan = plan_account(partition, policy, run.now, portal_url=ports.portal_base_url)
         if not plan.changed:
             break
         if run.dry_run:

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
+from shared.domain.dunning_dates import SubscriptionDates, scheduled_retry, subscription_dates
 from shared.domain.holds import HoldChange, HoldOutcome
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState
@@ -20,6 +21,7 @@ from shared.domain.model import (
     Charge,
     CollectionHold,
     DeclineReason,
+    PaymentMethod,
     PaymentMethodKind,
     PaymentMethodStatus,
     Subscription,
@@ -27,6 +29,7 @@ from shared.domain.model import (
 from shared.domain.money import Money, total
 from shared.domain.outbox import NotificationStatus
 from shared.domain.partition import AccountPartition
+from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import pending_settlements, quote_version
 from shared.domain.settlement import Settlement, SettlementScope, SettlementStatus, failed_method_of
 
@@ -50,6 +53,21 @@ class MoneyView(View):
         return cls(amount=money.amount, currency=money.currency)
 
 
+class DatesView(View):
+    """What lies ahead if nobody pays (shared/domain/dunning_dates.py): moments in UTC, null when none applies."""
+
+    next_retry: datetime | None
+    warning: datetime | None
+    cancellation: datetime | None
+    deletion: datetime | None
+
+    @classmethod
+    def of(cls, dates: SubscriptionDates) -> DatesView:
+        return cls(
+            next_retry=dates.next_retry, warning=dates.warning, cancellation=dates.cancellation, deletion=dates.deletion
+        )
+
+
 class SubscriptionView(View):
     id: str
     name: str
@@ -58,6 +76,7 @@ class SubscriptionView(View):
     payment_method_id: str
     outstanding: MoneyView
     can_settle: bool
+    dates: DatesView
     past_due_since: datetime | None = None
 
 
@@ -177,8 +196,9 @@ class NotificationEmailView(View):
     last_notifications: tuple[NotificationStatusView, ...]
 
 
-def overview_of(partition: AccountPartition) -> Overview:
-    """Subscriptions with what they owe and whether settle balance applies; open alerts; payment methods."""
+def overview_of(partition: AccountPartition, policy: RetentionPolicy, now: datetime) -> Overview:
+    """Subscriptions with what they owe, whether settle balance applies and their dates under the account's
+    `policy`; open alerts; payment methods."""
     assert partition.account is not None
     currency = partition.account.currency
     charges = partition.charges
@@ -195,6 +215,7 @@ def overview_of(partition: AccountPartition) -> Overview:
                 )
             ),
             can_settle=can_settle(subscription, charges),
+            dates=DatesView.of(dates_of(partition, subscription, policy, now)),
             past_due_since=subscription.past_due_since,
         )
         for subscription in sorted(partition.subscriptions, key=lambda s: s.id)
@@ -246,6 +267,15 @@ def hold_answer(account_id: str, change: HoldChange) -> HoldAnswer:
         hold=hold_view(change.hold),
         deadlines_moved_by=dict(sorted((change.shifted or {}).items())),
     )
+
+
+def dates_of(
+    partition: AccountPartition, subscription: Subscription, policy: RetentionPolicy, now: datetime
+) -> SubscriptionDates:
+    """The subscription's dates, its next retry on the method it failed on included."""
+    method_id = failed_method_of(subscription, partition.charges) or subscription.payment_method_id
+    method = partition.get(PaymentMethod, method_id)
+    return subscription_dates(subscription, policy, next_retry=scheduled_retry(subscription, method, policy, now))
 
 
 def can_settle(subscription: Subscription, charges: list[Charge]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.functions as func
@@ -132,7 +132,8 @@ def test_the_overview_lists_subscriptions_with_the_fixed_fields(account: Account
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     subscriptions = {s["id"]: s for s in body(response)["subscriptions"]}
-    assert subscriptions["sub-a"] | {"pastDueSince": None} == {
+    since = datetime.fromisoformat(subscriptions["sub-a"]["pastDueSince"])
+    assert subscriptions["sub-a"] | {"pastDueSince": None, "dates": None} == {
         "id": "sub-a",
         "name": "Production",
         "service": "Azure",
@@ -141,6 +142,21 @@ def test_the_overview_lists_subscriptions_with_the_fixed_fields(account: Account
         "outstanding": {"amount": "49.95", "currency": "EUR"},
         "canSettle": True,
         "pastDueSince": None,
+        "dates": None,
+    }
+    # The default policy: retries on days 1, 3, 5, 7, … (the request comes late on day 5), the warning 5 days before
+    # the cancellation on day 30, the deletion 90 days after it; ISO 8601 in UTC.
+    assert subscriptions["sub-a"]["dates"] == {
+        "nextRetry": (since + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "warning": (since + timedelta(days=25)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cancellation": (since + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "deletion": (since + timedelta(days=120)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    assert subscriptions["sub-c"]["dates"] == {
+        "nextRetry": None,
+        "warning": None,
+        "cancellation": None,
+        "deletion": None,
     }
     assert [a["kind"] for a in body(response)["alerts"]] == ["payment_failed"]
 

@@ -15,6 +15,7 @@ from shared.domain.account_update import (
     set_notification_email,
     stage_account_updated,
 )
+from shared.domain.dunning_policies import DunningPolicies
 from shared.domain.model import (
     Account,
     AccountField,
@@ -31,7 +32,6 @@ from shared.domain.payment_failure import (
     event_payload_hash,
     stage_payment_failed,
 )
-from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import AccountNotFoundError
 from shared.events.decoding import InvalidEventError, decode_payment_event
 from tests.support.payment_events import PORTAL, payment_failed_document
@@ -80,7 +80,7 @@ def stage_failed(partition: AccountPartition, event: PaymentFailedEvent) -> Any:
         event,
         payload_hash=event_payload_hash(event),
         now=NOW,
-        policy=RetentionPolicy(),
+        policies=DunningPolicies(),
         portal_base_url=PORTAL,
     )
 
@@ -106,7 +106,9 @@ def account_updated(
 
 
 def stage_updated(partition: AccountPartition, event: AccountUpdatedEvent, now: datetime = NOW) -> Any:
-    return stage_account_updated(partition, event, payload_hash=event_payload_hash(event), now=now)
+    return stage_account_updated(
+        partition, event, payload_hash=event_payload_hash(event), now=now, policies=DunningPolicies()
+    )
 
 
 def pending_email(notification_id: str, to_address: str = OWNER_EMAIL) -> Notification:

@@ -30,6 +30,12 @@ OVERVIEW: dict[str, Any] = {
             "paymentMethodId": "pm-visa-4242",
             "outstanding": {"amount": "49.95", "currency": "EUR"},
             "canSettle": True,
+            "dates": {
+                "nextRetry": "2026-01-08T10:00:00Z",
+                "warning": "2026-01-30T10:00:00Z",
+                "cancellation": "2026-02-04T10:00:00Z",
+                "deletion": "2026-05-05T10:00:00Z",
+            },
         },
         {
             "id": "sub-b",
@@ -39,6 +45,7 @@ OVERVIEW: dict[str, Any] = {
             "paymentMethodId": "pm-visa-4242",
             "outstanding": {"amount": "0.00", "currency": "EUR"},
             "canSettle": False,
+            "dates": {"nextRetry": None, "warning": None, "cancellation": None, "deletion": None},
         },
     ],
     "alerts": [
@@ -172,6 +179,58 @@ def test_the_overview_shows_states_amounts_and_banners_in_the_accounts_language(
     assert "€\u00a049,95" in page
     assert page.count("Saldo betalen</a>") == 1
     assert 'href="/accounts/acc-1001/settle?subscription=sub-a"' in page
+
+
+@pytest.mark.parametrize(
+    ("locale", "written"),
+    [
+        (
+            "en-US",
+            [
+                ("nextRetry", "Next payment attempt", "January 8, 2026"),
+                ("warning", "Final notice", "January 30, 2026"),
+                ("cancellation", "Cancellation", "February 4, 2026"),
+                ("deletion", "Data deletion", "May 5, 2026"),
+            ],
+        ),
+        (
+            "nl-NL",
+            [
+                ("nextRetry", "Volgende betaalpoging", "8 januari 2026"),
+                ("warning", "Laatste herinnering", "30 januari 2026"),
+                ("cancellation", "Opzegging", "4 februari 2026"),
+                ("deletion", "Verwijdering van gegevens", "5 mei 2026"),
+            ],
+        ),
+        (
+            "de-DE",
+            [
+                ("nextRetry", "Nächster Zahlungsversuch", "8. Januar 2026"),
+                ("warning", "Letzte Mahnung", "30. Januar 2026"),
+                ("cancellation", "Kündigung", "4. Februar 2026"),
+                ("deletion", "Löschung der Daten", "5. Mai 2026"),
+            ],
+        ),
+    ],
+)
+def test_the_overview_shows_each_subscriptions_dates_in_the_accounts_locale(
+    browser: Browser, stub: ApiStub, locale: str, written: list[tuple[str, str, str]]
+) -> None:
+    stub.answer("overview", OVERVIEW)
+    stub.answer(
+        "notification-email",
+        {"notificationEmail": "billing@contoso.example", "locale": locale, "changed": False, "lastNotifications": []},
+    )
+    browser.sign_in("user-7")
+
+    page = text(browser.get("/accounts/acc-1001"))
+
+    row = page[page.index('id="subscription-sub-a"') : page.index('id="subscription-sub-b"')]
+    shown = re.findall(r'data-date="(\w+)"><dt>([^<]+)</dt><dd><time datetime="([^"]+)">([^<]+)</time>', row)
+    dates = OVERVIEW["subscriptions"][0]["dates"]
+    assert shown == [(kind, words, dates[kind], day) for kind, words, day in written]
+    other = page[page.index('id="subscription-sub-b"') :]
+    assert "data-date=" not in other
 
 
 def test_the_settle_pane_shows_the_quote_and_a_fresh_idempotency_key_per_render(

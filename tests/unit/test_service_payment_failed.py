@@ -180,7 +180,7 @@ def test_a_winner_that_died_before_delivering_leaves_the_email_to_the_loser_whic
             event,
             payload_hash=event_payload_hash(event),
             now=NOW,
-            policy=deps.policy,
+            policies=deps.policies,
             portal_base_url=deps.settings.portal_base_url,
         )
 

@@ -11,6 +11,7 @@ from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import Charge, ChargeStatus, PaymentMethodKind, Subscription
 from shared.domain.money import Money
 from shared.domain.partition import AccountPartition
+from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import normalized_reference, payment_reference, settlement_id_for
 from shared.domain.settlement import NothingToSettleError, Settlement, settlement_scope
 from shared.services.views import overview_of, quote_of
@@ -129,7 +130,7 @@ def test_the_quote_names_a_pending_settlement_of_the_same_charges() -> None:
 
 
 def test_the_overview_says_who_can_settle_and_what_each_subscription_owes() -> None:
-    overview = overview_of(partition_of(shared_card_account())).to_wire()
+    overview = overview_of(partition_of(shared_card_account()), RetentionPolicy(), NOW).to_wire()
 
     rows = {s["id"]: (s["state"], s["outstanding"]["amount"], s["canSettle"]) for s in overview["subscriptions"]}
     assert rows == {
@@ -148,7 +149,9 @@ def test_a_deleted_subscription_cannot_settle_even_with_debt() -> None:
         for row in data.rows
     ]
 
-    subscriptions = {s["id"]: s for s in overview_of(partition_of(data)).to_wire()["subscriptions"]}
+    subscriptions = {
+        s["id"]: s for s in overview_of(partition_of(data), RetentionPolicy(), NOW).to_wire()["subscriptions"]
+    }
 
     assert subscriptions["sub-a"]["canSettle"] is False
 
