@@ -188,8 +188,9 @@ def test_a_run_reads_only_the_due_accounts_whatever_else_is_stored(world: World)
     assert sorted(a.account_id for a in report.actions) == sorted(due_accounts)
     assert report.entries_due == 3
     # Per due account: read, schedule the next review, commit, index the sent email's message id, record the sent
-    # email, remove the entry; once per run: one query for expired webhook ids (none here).
-    assert requests == DUE_SHARDS + 3 * 6 + 1
+    # email, remove the entry; once per run: the shard count, one query per shard, one query for expired webhook ids
+    # (none here).
+    assert requests == 1 + DUE_SHARDS + 3 * 6 + 1
 
 
 def test_a_subscription_paid_but_still_disabled_is_re_enabled_and_reported(world: World) -> None:
