@@ -184,8 +184,16 @@ def _closed_invoice_ids(partition: AccountPartition, data: PaymentFailedData) ->
 
 def _failed_method(known: PaymentMethod | None, data: PaymentFailedData, now: datetime) -> PaymentMethod:
     hints = data.payment_method
+    # A later event without a token leaves the one on file: it still names the same card at the gateway.
     method = (
-        known.model_copy(update={"kind": hints.kind, "brand": hints.brand, "last4": hints.last4})
+        known.model_copy(
+            update={
+                "kind": hints.kind,
+                "brand": hints.brand,
+                "last4": hints.last4,
+                "gateway_token": hints.gateway_token or known.gateway_token,
+            }
+        )
         if known is not None
         else hints.to_payment_method()
     )
