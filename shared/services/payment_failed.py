@@ -19,6 +19,7 @@ from shared.domain.payment_failure import (
     event_payload_hash,
     stage_payment_failed,
 )
+from shared.domain.payment_retry import retrying_subscription_ids
 from shared.domain.retention_policy import RetentionPolicy, next_review_at
 from shared.services.delivery import Outbox, deliver, recovery_entry
 from shared.services.ports import AccountUnitOfWork, AuditLog, DueEntry, DueIndex
@@ -61,7 +62,8 @@ def apply_payment_failed(
             )
         if result.outcome is PaymentFailedOutcome.APPLIED:
             entries = [recovery_entry(outbox, account_id)]
-            review_at = next_review_at(partition.subscriptions, policy, now)
+            retrying = retrying_subscription_ids(partition)
+            review_at = next_review_at(partition.subscriptions, policy, now, retrying=retrying)
             if review_at is not None:
                 entries.append(DueEntry(account_id, review_at))
             due.schedule_many(entries)
