@@ -159,7 +159,8 @@ def retrying_subscription_ids(partition: AccountPartition) -> frozenset[str]:
 
 
 def due_retries(partition: AccountPartition, policy: RetentionPolicy, now: datetime) -> list[DueRetry]:
-    """Per failed method, the latest retry due at `now` that was not made yet (a late run makes one, not several)."""
+    """Per failed method, the latest retry due at `now` that was not made yet (a late run makes one, not several);
+    none once the cancellation is due: a run that comes that late cancels, as it would have on time."""
     due: list[DueRetry] = []
     for method in sorted(partition.payment_methods, key=lambda m: m.id):
         if not may_retry(partition, method):
@@ -172,7 +173,8 @@ def due_retries(partition: AccountPartition, policy: RetentionPolicy, now: datet
         reached = [
             n for n, milestone in enumerate(_schedule(policy, start), start=1) if milestone <= now and n > last_made
         ]
-        if not reached or owing is None or not _within_network_limit(made, now):
+        cancellation_due = now >= start + timedelta(days=policy.grace_period_days)
+        if not reached or owing is None or cancellation_due or not _within_network_limit(made, now):
             continue
         due.append(
             DueRetry(payment_method_id=method.id, attempt=reached[-1], episode_start=start, subscription_id=owing)

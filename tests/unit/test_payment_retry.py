@@ -109,6 +109,13 @@ def test_a_late_run_makes_only_the_latest_due_attempt() -> None:
     assert due.attempt == POLICY.retry_days.index(5) + 1
 
 
+def test_a_run_late_enough_to_cancel_makes_no_retry() -> None:
+    partition = account_with_failed_card()
+
+    assert [d.attempt for d in due_retries(partition, POLICY, day(POLICY.grace_period_days) - timedelta(seconds=1))]
+    assert due_retries(partition, POLICY, day(POLICY.grace_period_days)) == []
+
+
 def test_a_claimed_retry_covers_the_whole_balance_of_the_failed_method_and_is_not_due_again() -> None:
     partition = account_with_failed_card()
     (due,) = due_retries(partition, POLICY, day(1))
