@@ -69,7 +69,12 @@ class FailedPaymentMethod(EventModel):
 
     def to_payment_method(self) -> PaymentMethod:
         return PaymentMethod(
-            id=self.id, kind=self.kind, brand=self.brand, last4=self.last4, gateway_token=self.gateway_token
+            id=self.id,
+            kind=self.kind,
+            brand=self.brand,
+            last4=self.last4,
+            gateway_token=self.gateway_token,
+            auto_retry=self.gateway_token is not None,
         )
 
 

@@ -197,10 +197,11 @@ def _failed_method(known: PaymentMethod | None, data: PaymentFailedData, now: da
         if known is not None
         else hints.to_payment_method()
     )
+    retry = {"auto_retry": hints.gateway_token is not None}
     if method.status is PaymentMethodStatus.FAILED:
         # Already failing: keep when it first failed, record the latest reason.
-        return method.model_copy(update={"failed_reason": data.reason})
-    return method.mark_failed(data.reason, now)
+        return method.model_copy(update={"failed_reason": data.reason, **retry})
+    return method.mark_failed(data.reason, now).model_copy(update=retry)
 
 
 def _subscriptions_on_method(partition: AccountPartition, data: PaymentFailedData) -> list[Subscription]:

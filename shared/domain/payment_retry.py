@@ -135,11 +135,12 @@ def _episode_attempts(partition: AccountPartition, method_id: str, start: dateti
 
 
 def may_retry(partition: AccountPartition, method: PaymentMethod) -> bool:
-    """A failed card with a token, declined softly, not declined hard by a retry of this episode."""
+    """A failed card whose payment.failed named its token, declined softly, not declined hard by a retry since."""
     if (
         method.kind is not PaymentMethodKind.CARD
         or method.status is not PaymentMethodStatus.FAILED
         or not method.gateway_token
+        or not method.auto_retry
         or method.failed_reason not in RETRYABLE_DECLINES
     ):
         return False

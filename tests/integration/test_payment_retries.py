@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from cli.demo import describe
 from shared.bootstrap import Dependencies, build
 from shared.domain.clock import FixedClock
 from shared.domain.lifecycle import SubscriptionState
@@ -201,6 +202,10 @@ def test_a_retry_that_comes_back_hard_stops_the_retries(backend: Backend) -> Non
     (attempt,) = retry_attempts(backend.deps.accounts.load(account_id))
     assert (attempt.attempt, attempt.decline_reason, attempt.decline_class) == (1, "expired_card", DeclineClass.HARD)
     assert [c.idempotency_key for c in charges_of(backend, account_id)] == [attempt.settlement_id]
+    shown = describe(backend.deps.accounts.load(account_id))["paymentRetries"]
+    assert [(r["attempt"], r["outcome"], r["decline_reason"], r["decline_class"], r["amount"]) for r in shown] == [
+        (1, "declined", "expired_card", "hard", "49.95")
+    ]
 
 
 def test_a_failure_without_a_gateway_token_is_never_retried(backend: Backend) -> None:
@@ -214,6 +219,19 @@ def test_a_failure_without_a_gateway_token_is_never_retried(backend: Backend) ->
     assert charges_of(backend, account_id) == []
     assert {s.state for s in partition.subscriptions if s.id == "sub-a"} == {SubscriptionState.WARNED}
     assert [m.gateway_token for m in partition.payment_methods] == [None]
+
+
+def test_a_later_failure_without_the_token_is_not_retried_although_the_token_stays_on_file(backend: Backend) -> None:
+    account_id = new_account()
+    backend.fail_payment(account_id, "tok_insufficient_funds")
+    backend.fail_payment(account_id, None)
+
+    backend.run_due_until(FAILED_AT + timedelta(days=29))
+
+    partition = backend.deps.accounts.load(account_id)
+    assert retry_attempts(partition) == []
+    assert charges_of(backend, account_id) == []
+    assert [m.gateway_token for m in partition.payment_methods] == ["tok_insufficient_funds"]
 
 
 def test_running_the_same_retry_moment_twice_charges_once(backend: Backend) -> None:

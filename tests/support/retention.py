@@ -148,7 +148,12 @@ def seed_past_due_account(
         )
     )
     card = PaymentMethod(
-        id="pm-card", kind=PaymentMethodKind.CARD, brand="visa", last4="4242", gateway_token=gateway_token
+        id="pm-card",
+        kind=PaymentMethodKind.CARD,
+        brand="visa",
+        last4="4242",
+        gateway_token=gateway_token,
+        auto_retry=gateway_token is not None,
     ).mark_failed(decline, past_due_since)
     partition.put(card)
     for n in range(1, subscriptions + 1):

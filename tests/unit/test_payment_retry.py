@@ -38,7 +38,9 @@ def account_with_failed_card(
             id=ACCOUNT, admin_principal_id="admin", notification_email="a@example.com", locale="en-US", currency="EUR"
         )
     )
-    card = PaymentMethod(id="pm-card", kind=PaymentMethodKind.CARD, gateway_token=token).mark_failed(reason, FAILED_AT)
+    card = PaymentMethod(
+        id="pm-card", kind=PaymentMethodKind.CARD, gateway_token=token, auto_retry=token is not None
+    ).mark_failed(reason, FAILED_AT)
     partition.put(card)
     for n in (1, 2):
         subscription = Subscription(
@@ -91,6 +93,14 @@ def test_a_card_without_a_gateway_token_is_never_retried() -> None:
 
     assert due_retries(partition, POLICY, day(30)) == []
     assert next_retry_at(partition, "sub-1", POLICY, FAILED_AT) is None
+
+
+def test_a_token_on_file_without_one_in_the_failure_event_is_not_retried() -> None:
+    partition = account_with_failed_card()
+    (card,) = partition.payment_methods
+    partition.put(card.model_copy(update={"auto_retry": False}))
+
+    assert due_retries(partition, POLICY, day(30)) == []
 
 
 def test_a_soft_decline_with_a_token_is_retried_on_the_first_retry_day() -> None:
