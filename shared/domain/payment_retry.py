@@ -175,7 +175,7 @@ def due_retries(partition: AccountPartition, policy: RetentionPolicy, now: datet
             n for n, milestone in enumerate(_schedule(policy, start), start=1) if milestone <= now and n > last_made
         ]
         cancellation_due = now >= start + timedelta(days=policy.grace_period_days)
-        if not reached or owing is None or cancellation_due or not _within_network_limit(made, now):
+        if not reached or owing is None or cancellation_due or not _within_network_limit(partition, method.id, now):
             continue
         due.append(
             DueRetry(payment_method_id=method.id, attempt=reached[-1], episode_start=start, subscription_id=owing)
@@ -187,8 +187,16 @@ def _schedule(policy: RetentionPolicy, start: datetime) -> list[datetime]:
     return [start + timedelta(days=day) for day in policy.retry_days]
 
 
-def _within_network_limit(made: list[Settlement], now: datetime) -> bool:
-    recent = [s for s in made if now - s.created_at < NETWORK_ATTEMPT_WINDOW]
+def _within_network_limit(partition: AccountPartition, method_id: str, now: datetime) -> bool:
+    """Room for one more attempt on this card: its retries of the last 30 days (of any failure, a recovered one
+    included) plus the failed charge itself stay below the networks' 15."""
+    recent = [
+        s
+        for s in partition.all(Settlement)
+        if s.retry_attempt is not None
+        and s.failed_payment_method_id == method_id
+        and now - s.created_at < NETWORK_ATTEMPT_WINDOW
+    ]
     return len(recent) + 1 < NETWORK_ATTEMPT_LIMIT
 
 

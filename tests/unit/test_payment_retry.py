@@ -21,8 +21,10 @@ from shared.domain.payment_retry import (
     retrying_subscription_ids,
     stage_retry_claim,
 )
+from shared.domain.payment_success import RETRY_RECEIPT_TEMPLATE, stage_payment_success
 from shared.domain.retention_policy import MilestoneKind, RetentionPolicy, milestones, next_review_at
 from shared.domain.settlement import Settlement
+from shared.email import EmailRenderer
 
 FAILED_AT = datetime(2027, 1, 4, 10, 0, tzinfo=UTC)
 POLICY = RetentionPolicy()
@@ -124,6 +126,35 @@ def test_a_run_late_enough_to_cancel_makes_no_retry() -> None:
 
     assert [d.attempt for d in due_retries(partition, POLICY, day(POLICY.grace_period_days) - timedelta(seconds=1))]
     assert due_retries(partition, POLICY, day(POLICY.grace_period_days)) == []
+
+
+def test_the_networks_limit_of_15_attempts_in_30_days_counts_the_retries_of_an_earlier_failure_too() -> None:
+    partition = account_with_failed_card()
+    earlier_failure = FAILED_AT - timedelta(days=20)
+    for n in range(1, 14):
+        partition.put(
+            Settlement(
+                id=retry_settlement_id(ACCOUNT, "pm-card", earlier_failure, n),
+                subscription_id="sub-1",
+                failed_payment_method_id="pm-card",
+                payment_method_id="pm-card",
+                payment_method_kind=PaymentMethodKind.CARD,
+                invoice_ids=("inv-0",),
+                total=Money(minor=500, currency="EUR"),
+                created_at=earlier_failure + timedelta(hours=n),
+                retry_attempt=n,
+            ).decline("insufficient_funds", earlier_failure + timedelta(hours=n))
+        )
+
+    # 13 retries + the failed charge = 14: one more is allowed, and it would be the 15th
+    assert [d.attempt for d in due_retries(partition, POLICY, day(1))] == [1]
+    (due,) = due_retries(partition, POLICY, day(1))
+    claimed = stage_retry_claim(partition, due, day(1))
+    assert claimed is not None
+    partition.put(claimed.decline("insufficient_funds", day(1)))
+    assert due_retries(partition, POLICY, day(3)) == []
+    # Once the earlier retries are more than 30 days old, the card may be tried again.
+    assert [d.attempt for d in due_retries(partition, POLICY, day(14))] == [6]
 
 
 def test_a_claimed_retry_covers_the_whole_balance_of_the_failed_method_and_is_not_due_again() -> None:
@@ -252,3 +283,36 @@ def test_an_empty_retry_schedule_turns_retries_off() -> None:
 
     assert due_retries(partition, policy, day(29)) == []
     assert next_retry_at(partition, "sub-1", policy, FAILED_AT) is None
+
+
+@pytest.mark.parametrize(
+    ("locale", "headline", "attempt_word"),
+    [
+        ("en-US", "Payment collected automatically", "attempt 1"),
+        ("nl-NL", "Betaling automatisch geïnd", "poging 1"),
+        ("de-DE", "Zahlung automatisch eingezogen", "Versuch 1"),
+    ],
+)
+def test_the_receipt_of_a_successful_retry_says_the_payment_was_collected_automatically(
+    locale: str, headline: str, attempt_word: str
+) -> None:
+    partition = account_with_failed_card()
+    assert partition.account is not None
+    partition.set_account(partition.account.model_copy(update={"locale": locale}))
+    (due,) = due_retries(partition, POLICY, day(1))
+    claimed = stage_retry_claim(partition, due, day(1))
+    assert claimed is not None
+
+    stage_payment_success(
+        partition, claimed, at=day(1), reason=TransitionReason.BALANCE_SETTLED, portal_base_url="https://portal.example"
+    )
+
+    (receipt,) = [n for n in partition.notifications if n.id == f"receipt-{claimed.id}"]
+    assert receipt.template == RETRY_RECEIPT_TEMPLATE
+    rendered = EmailRenderer().render(receipt.template, receipt.locale, receipt.context)
+    assert rendered.subject.startswith(headline)
+    for body in (rendered.plain_text, rendered.html):
+        assert headline in body
+        assert attempt_word in body
+        assert "Workload 1" in body
+        assert "Workload 2" in body
