@@ -13,6 +13,7 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 from shared.bootstrap import Dependencies, dependencies
 from shared.domain.model import Account, PaymentMethod, PaymentMethodKind, Subscription
 from shared.domain.partition import AccountPartition
+from shared.domain.payment_retry import retry_attempts
 
 PAYMENT_EVENTS_QUEUE = "payment-failed"
 DEMO_ACCOUNTS: list[tuple[Account, list[PaymentMethod], list[Subscription]]] = [
@@ -206,6 +207,10 @@ def describe(partition: AccountPartition) -> dict[str, object]:
                 },
             )
             for n in partition.notifications
+        ],
+        "paymentRetries": [
+            {**a.model_dump(mode="json", exclude={"amount"}), "amount": a.amount.amount, "currency": a.amount.currency}
+            for a in retry_attempts(partition)
         ],
         # Lifecycle events not published yet: normally none; one that stays is retried, and logged, until it goes.
         "pendingEvents": [

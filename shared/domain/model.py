@@ -165,12 +165,17 @@ class PaymentMethod(Frozen):
     status: PaymentMethodStatus = PaymentMethodStatus.ACTIVE
     failed_reason: DeclineReason | None = None
     failed_at: datetime | None = None
+    # The latest payment.failed for this method named its gateway token: that failure may be retried automatically.
+    # A token already on file (a card added in the portal) is not enough: without one in the event, nothing is retried.
+    auto_retry: bool = False
 
     def mark_failed(self, reason: DeclineReason, at: datetime) -> Self:
         return self.model_copy(update={"status": PaymentMethodStatus.FAILED, "failed_reason": reason, "failed_at": at})
 
     def mark_active(self) -> Self:
-        return self.model_copy(update={"status": PaymentMethodStatus.ACTIVE, "failed_reason": None, "failed_at": None})
+        return self.model_copy(
+            update={"status": PaymentMethodStatus.ACTIVE, "failed_reason": None, "failed_at": None, "auto_retry": False}
+        )
 
     @property
     def display_name(self) -> str:

@@ -70,9 +70,18 @@ class FailedPaymentMethod(EventModel):
     kind: PaymentMethodKind
     brand: str | None = Field(default=None, max_length=32)
     last4: str | None = Field(default=None, pattern=r"^[0-9]{4}$")
+    # The gateway's reusable reference for this method (never a card number): what an automatic retry charges.
+    gateway_token: Identifier | None = None
 
     def to_payment_method(self) -> PaymentMethod:
-        return PaymentMethod(id=self.id, kind=self.kind, brand=self.brand, last4=self.last4)
+        return PaymentMethod(
+            id=self.id,
+            kind=self.kind,
+            brand=self.brand,
+            last4=self.last4,
+            gateway_token=self.gateway_token,
+            auto_retry=self.gateway_token is not None,
+        )
 
 
 class UnpaidCharge(EventModel):

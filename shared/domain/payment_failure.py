@@ -191,15 +191,24 @@ def _closed_invoice_ids(partition: AccountPartition, data: PaymentFailedData) ->
 
 def _failed_method(known: PaymentMethod | None, data: PaymentFailedData, now: datetime) -> PaymentMethod:
     hints = data.payment_method
+    # A later event without a token leaves the one on file: it still names the same card at the gateway.
     method = (
-        known.model_copy(update={"kind": hints.kind, "brand": hints.brand, "last4": hints.last4})
+        known.model_copy(
+            update={
+                "kind": hints.kind,
+                "brand": hints.brand,
+                "last4": hints.last4,
+                "gateway_token": hints.gateway_token or known.gateway_token,
+            }
+        )
         if known is not None
         else hints.to_payment_method()
     )
+    retry = {"auto_retry": hints.gateway_token is not None}
     if method.status is PaymentMethodStatus.FAILED:
         # Already failing: keep when it first failed, record the latest reason.
-        return method.model_copy(update={"failed_reason": data.reason})
-    return method.mark_failed(data.reason, now)
+        return method.model_copy(update={"failed_reason": data.reason, **retry})
+    return method.mark_failed(data.reason, now).model_copy(update=retry)
 
 
 def _subscriptions_on_method(partition: AccountPartition, data: PaymentFailedData) -> list[Subscription]:

@@ -19,6 +19,8 @@ from shared.domain.settle_balance import supersede_other_invoices
 from shared.domain.settlement import Settlement, SettlementEffects, apply_payment
 
 RECEIPT_TEMPLATE = "settlement_receipt"
+# The receipt of an automatic retry: the customer did nothing, so it says the payment was collected on its own.
+RETRY_RECEIPT_TEMPLATE = "retry_receipt"
 
 
 def stage_payment_success(
@@ -89,9 +91,11 @@ def _receipt(
         "switched": [names.get(s, s) for s in settlement.switched_subscription_ids],
         "portal_url": billing_url(portal_base_url, account.id),
     }
+    if settlement.retry_attempt is not None:
+        context["retry_attempt"] = settlement.retry_attempt
     return Notification(
         id=f"receipt-{settlement.id}",
-        template=RECEIPT_TEMPLATE,
+        template=RETRY_RECEIPT_TEMPLATE if settlement.retry_attempt is not None else RECEIPT_TEMPLATE,
         locale=account.locale,
         to_address=account.notification_email,
         context=context,

@@ -43,6 +43,7 @@ from shared.domain.model import (
 from shared.domain.money import Money, total
 from shared.domain.outbox import LifecycleEvent, Notification
 from shared.domain.partition import AccountPartition
+from shared.domain.payment_retry import retrying_subscription_ids
 from shared.domain.retention_policy import (
     Milestone,
     MilestoneKind,
@@ -441,7 +442,10 @@ def plan_account(
 def _next_review(partition: AccountPartition, policy: RetentionPolicy, now: datetime) -> datetime | None:
     moments = [n.next_attempt_at for n in partition.notifications if n.is_pending and n.next_attempt_at > now]
     hold = partition.account.hold if partition.account else None
-    milestone = hold.until if hold is not None else next_review_at(partition.subscriptions, policy, now)
+    retrying = retrying_subscription_ids(partition)
+    milestone = (
+        hold.until if hold is not None else next_review_at(partition.subscriptions, policy, now, retrying=retrying)
+    )
     if milestone is not None:
         moments.append(milestone)
     return min(moments) if moments else None

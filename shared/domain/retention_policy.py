@@ -7,17 +7,22 @@ collection hold (`Subscription.deadline_shift`) moves every step of the timeline
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Collection, Iterable
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, Self, TypeVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import Frozen, Subscription
 
 MINIMUM_RETENTION_DAYS = 90
+# Stripe's Smart Retries make up to 8 tries; card network rules allow at most 15 attempts in 30 days per card and
+# forbid retrying a hard decline (shared/domain/payment_retry.py counts the attempts).
+MAX_RETRY_ATTEMPTS = 8
+DEFAULT_RETRY_DAYS = (1, 3, 5, 7, 10, 14, 21)
 D = TypeVar("D", date, datetime)
 
 
@@ -27,6 +32,7 @@ class MilestoneKind(StrEnum):
     DISABLE = "disable"
     DELETION_WARNING = "deletion_warning"
     DELETE = "delete"
+    RETRY = "retry"
 
 
 class RetentionPolicy(Frozen):
@@ -36,7 +42,34 @@ class RetentionPolicy(Frozen):
     deletion_warning_days: tuple[int, ...] = (30, 7, 1)
     retention_days: int = Field(default=MINIMUM_RETENTION_DAYS, ge=MINIMUM_RETENTION_DAYS)
     # Days after the subscription became past due on which a soft-declined payment is tried again (dunning).
-    retry_days: tuple[int, ...] = (1, 3, 5, 7, 10, 14, 21)
+    retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_retries_fit_the_grace_period(cls, data: Any) -> Any:
+        # The default schedule keeps only the days before the final notice of a shorter grace period; a schedule
+        # given explicitly is checked as it is.
+        if not isinstance(data, dict) or "retry_days" in data:
+            return data
+        grace = data.get("grace_period_days", cls.model_fields["grace_period_days"].default)
+        warn = data.get("warn_days_before_cancellation", cls.model_fields["warn_days_before_cancellation"].default)
+        return {**data, "retry_days": tuple(day for day in DEFAULT_RETRY_DAYS if day < int(grace) - int(warn))}
+
+    @model_validator(mode="after")
+    def _retry_schedule_is_valid(self) -> Self:
+        days = self.retry_days
+        if len(days) > MAX_RETRY_ATTEMPTS:
+            raise ValueError(f"retry_days: at most {MAX_RETRY_ATTEMPTS} retries, got {len(days)}")
+        if any(day < 1 for day in days):
+            raise ValueError("retry_days: every retry is at least 1 day after the payment failed")
+        if any(later <= earlier for earlier, later in itertools.pairwise(days)):
+            raise ValueError("retry_days: the days must be strictly increasing")
+        if days and days[-1] >= self.grace_period_days:
+            raise ValueError(
+                f"retry_days: every retry must come before cancellation (day {self.grace_period_days}), "
+                f"got day {days[-1]}"
+            )
+        return self
 
     @property
     def effective_retention_days(self) -> int:
@@ -107,10 +140,22 @@ def deletion_allowed(subscription: Subscription, now: datetime) -> bool:
     return subscription.state is SubscriptionState.DISABLED and earliest is not None and now >= earliest
 
 
-def milestones(subscription: Subscription, policy: RetentionPolicy) -> list[Milestone]:
-    """Every step still ahead of or behind this subscription in its current state, in time order."""
+def retry_milestones(subscription: Subscription, policy: RetentionPolicy) -> list[Milestone]:
+    """When the failed payment of a past-due subscription is tried again (if its method may be retried at all)."""
+    since = subscription.past_due_since
+    if subscription.state not in {SubscriptionState.PAST_DUE, SubscriptionState.WARNED} or since is None:
+        return []
+    return [
+        Milestone(kind=MilestoneKind.RETRY, at=since + timedelta(days=days), offset_days=days)
+        for days in policy.retry_days
+    ]
+
+
+def milestones(subscription: Subscription, policy: RetentionPolicy, *, retrying: bool = False) -> list[Milestone]:
+    """Every step still ahead of or behind this subscription in its current state, in time order; with `retrying`
+    (its failed payment may be retried), the retries too."""
     state = subscription.state
-    steps: list[Milestone] = []
+    steps: list[Milestone] = retry_milestones(subscription, policy) if retrying else []
     cancel_at = cancellation_date(subscription, policy)
     if state in {SubscriptionState.PAST_DUE, SubscriptionState.WARNED} and cancel_at and subscription.past_due_since:
         since = subscription.past_due_since + subscription.deadline_shift
@@ -150,7 +195,15 @@ def due_milestones(subscription: Subscription, policy: RetentionPolicy, now: dat
     return DueMilestones(actionable=tuple(actionable), superseded=tuple(superseded))
 
 
-def next_review_at(subscriptions: Iterable[Subscription], policy: RetentionPolicy, after: datetime) -> datetime | None:
-    """The earliest milestone after `after` across an account's subscriptions: when the timer must look again."""
-    upcoming = [m.at for s in subscriptions for m in milestones(s, policy) if m.at > after]
+def next_review_at(
+    subscriptions: Iterable[Subscription],
+    policy: RetentionPolicy,
+    after: datetime,
+    *,
+    retrying: Collection[str] = frozenset(),
+) -> datetime | None:
+    """The earliest milestone after `after` across an account's subscriptions: when the timer must look again.
+
+    `retrying` names the subscriptions whose failed payment may still be retried: their retries count too."""
+    upcoming = [m.at for s in subscriptions for m in milestones(s, policy, retrying=s.id in retrying) if m.at > after]
     return min(upcoming) if upcoming else None

@@ -106,6 +106,8 @@ class Settlement(Frozen):
     completed_at: datetime | None = None
     reenabled_subscription_ids: tuple[str, ...] = ()
     switched_subscription_ids: tuple[str, ...] = ()
+    # Set on an automatic retry of a failed payment (shared/domain/payment_retry.py): which attempt it is.
+    retry_attempt: int | None = Field(default=None, ge=1)
 
     def succeed(self, effects: SettlementEffects, at: datetime) -> Self:
         return self.model_copy(

@@ -21,6 +21,7 @@ from shared.domain.payment_failure import (
     event_payload_hash,
     stage_payment_failed,
 )
+from shared.domain.payment_retry import retrying_subscription_ids
 from shared.domain.retention_policy import next_review_at
 from shared.services.delivery import Outbox, deliver
 from shared.services.ports import AccountUnitOfWork, AuditLog, DueIndex
@@ -63,7 +64,8 @@ def apply_payment_failed(
             )
         if result.outcome is PaymentFailedOutcome.APPLIED:
             policy = policies.for_account(partition.account)
-            review_at = next_review_at(partition.subscriptions, policy, now)
+            retrying = retrying_subscription_ids(partition)
+            review_at = next_review_at(partition.subscriptions, policy, now, retrying=retrying)
             if review_at is not None:
                 due.schedule(account_id, review_at)
         return result

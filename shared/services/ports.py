@@ -170,8 +170,9 @@ class RejectionStore(Protocol):
 
 
 class PaymentGateway(Protocol):
-    def charge(self, amount: Money, token: str, idempotency_key: str) -> ChargeResult:
-        """Charge once per key; a repeat returns the first result (UNKNOWN only when no answer came in time)."""
+    def charge(self, amount: Money, token: str, idempotency_key: str, *, account_id: str = "") -> ChargeResult:
+        """Charge once per key; a repeat returns the first result (UNKNOWN only when no answer came in time).
+        `account_id` names the customer at the gateway."""
         ...
 
     def lookup(self, idempotency_key: str) -> ChargeResult | None:

@@ -27,6 +27,7 @@ from shared.domain.partition import AccountPartition
 from shared.domain.retention_plan import AccountPlan, RetentionAction, RetentionActionKind, plan_account
 from shared.domain.settle_balance import pending_card_settlements
 from shared.services.delivery import Outbox, deliver, schedule_recovery
+from shared.services.payment_retry import retry_due_payments
 from shared.services.ports import AccountUnitOfWork, AuditLog, DueEntry, DueIndex, WebhookLedger, whole_second_up
 from shared.services.settle_balance import Payments, reconcile_settlements
 
@@ -201,6 +202,8 @@ def _review_account(run: _Run, account_id: str, tally: _Tally) -> DueEntry | Non
     partition = ports.accounts.load(account_id)
     if not run.dry_run and pending_card_settlements(partition):
         partition = _finish_pending_settlements(run, account_id)
+    retry_policy = ports.policies.for_account(partition.account)
+    partition = retry_due_payments(ports.payments, partition, retry_policy, now=run.now, dry_run=run.dry_run)
     scheduled: DueEntry | None = None
     for _ in range(MAX_ROUNDS):
         policy = ports.policies.for_account(partition.account)

@@ -159,8 +159,8 @@ def _claim_and_pay(
         return None
     if claim.token is None:
         return outcome_of(settlement, payments.terms, partition)
-    result = payments.gateway.charge(settlement.total, claim.token, settlement.id)
-    return _apply_charge_result(
+    result = payments.gateway.charge(settlement.total, claim.token, settlement.id, account_id=partition.account_id)
+    return record_charge_result(
         payments, partition.account_id, settlement, result, known=partition, safety_net=in_flight
     )
 
@@ -206,8 +206,10 @@ def _resume(
         return outcome_of(settlement, payments.terms, partition)
     result = payments.gateway.lookup(settlement.id)
     if result is None:
-        result = payments.gateway.charge(settlement.total, card_token_of(partition, settlement), settlement.id)
-    return _apply_charge_result(payments, partition.account_id, settlement, result, known=partition)
+        result = payments.gateway.charge(
+            settlement.total, card_token_of(partition, settlement), settlement.id, account_id=partition.account_id
+        )
+    return record_charge_result(payments, partition.account_id, settlement, result, known=partition)
 
 
 def _reconcile(payments: Payments, account_id: str, settlement: Settlement) -> SettlementOutcome | None:
@@ -219,10 +221,10 @@ def _reconcile(payments: Payments, account_id: str, settlement: Settlement) -> S
         return _record_decline(payments, account_id, settlement.id, NOT_CHARGED)
     if result.outcome is ChargeOutcome.UNKNOWN:
         return None
-    return _apply_charge_result(payments, account_id, settlement, result)
+    return record_charge_result(payments, account_id, settlement, result)
 
 
-def _apply_charge_result(
+def record_charge_result(
     payments: Payments,
     account_id: str,
     settlement: Settlement,

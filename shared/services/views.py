@@ -29,6 +29,7 @@ from shared.domain.model import (
 from shared.domain.money import Money, total
 from shared.domain.outbox import NotificationStatus
 from shared.domain.partition import AccountPartition
+from shared.domain.payment_retry import DeclineClass, RetryOutcome, retry_attempts
 from shared.domain.retention_policy import RetentionPolicy
 from shared.domain.settle_balance import pending_settlements, quote_version
 from shared.domain.settlement import Settlement, SettlementScope, SettlementStatus, failed_method_of
@@ -121,12 +122,25 @@ class HoldAnswer(View):
     deadlines_moved_by: dict[str, timedelta] = Field(default_factory=dict)
 
 
+class PaymentRetryView(View):
+    """One automatic retry of a failed payment and what the gateway answered."""
+
+    attempt: int
+    payment_method_id: str
+    at: datetime
+    amount: MoneyView
+    outcome: RetryOutcome
+    decline_reason: str | None
+    decline_class: DeclineClass | None
+
+
 class Overview(View):
     account_id: str
     currency: str
     subscriptions: tuple[SubscriptionView, ...]
     alerts: tuple[AlertView, ...]
     payment_methods: tuple[PaymentMethodView, ...]
+    payment_retries: tuple[PaymentRetryView, ...]
     hold: HoldView | None = None
 
 
@@ -246,12 +260,25 @@ def overview_of(partition: AccountPartition, policy: RetentionPolicy, now: datet
         )
         for method in sorted(partition.payment_methods, key=lambda m: m.id)
     )
+    retries = tuple(
+        PaymentRetryView(
+            attempt=attempt.attempt,
+            payment_method_id=attempt.payment_method_id,
+            at=attempt.at,
+            amount=MoneyView.of(attempt.amount),
+            outcome=attempt.outcome,
+            decline_reason=attempt.decline_reason,
+            decline_class=attempt.decline_class,
+        )
+        for attempt in retry_attempts(partition)
+    )
     return Overview(
         account_id=partition.account_id,
         currency=currency,
         subscriptions=subscriptions,
         alerts=alerts,
         payment_methods=methods,
+        payment_retries=retries,
         hold=hold_view(partition.account.hold),
     )
 

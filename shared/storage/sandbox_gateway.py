@@ -27,6 +27,9 @@ class SandboxCard(Frozen):
     last4: str | None
     decline_reason: str | None = None
     times_out: bool = False
+    # Declines only the first charge of the card per account (counted in the ledger), then succeeds: a soft
+    # decline that an automatic retry recovers.
+    first_charge_decline_reason: str | None = None
 
 
 SANDBOX_TOKENS: dict[str, SandboxCard] = {
@@ -35,6 +38,8 @@ SANDBOX_TOKENS: dict[str, SandboxCard] = {
     "tok_decline": SandboxCard(brand="visa", last4="0002", decline_reason="card_declined"),
     "tok_insufficient_funds": SandboxCard(brand="visa", last4="9995", decline_reason="insufficient_funds"),
     "tok_expired_card": SandboxCard(brand="visa", last4="0069", decline_reason="expired_card"),
+    "tok_stolen_card": SandboxCard(brand="visa", last4="9979", decline_reason="stolen_card"),
+    "tok_recovers_on_retry": SandboxCard(brand="visa", last4="3220", first_charge_decline_reason="insufficient_funds"),
     # The charge goes through, but the answer is lost: the caller sees UNKNOWN until it looks the key up.
     "tok_timeout": SandboxCard(brand="visa", last4="0341", times_out=True),
 }
@@ -47,20 +52,22 @@ class SandboxGateway:
         self._table = storage.table(GATEWAY_TABLE)
         self._clock = clock
 
-    def charge(self, amount: Money, token: str, idempotency_key: str) -> ChargeResult:
-        """Charge `amount` to the test card `token`, once per `idempotency_key`.
+    def charge(self, amount: Money, token: str, idempotency_key: str, *, account_id: str = "") -> ChargeResult:
+        """Charge `amount` to the test card `token` of `account_id`, once per `idempotency_key`.
 
         The ledger row is created first: a new key costs one request, and a repeat finds the first row it collides
         with, exactly as a concurrent attempt does.
         """
         fingerprint = _fingerprint(token)
         card = SANDBOX_TOKENS.get(token)
-        result = sandbox_outcome(card, amount, idempotency_key)
+        charged_before = self._charges_of(fingerprint, account_id) if card and card.first_charge_decline_reason else 0
+        result = sandbox_outcome(card, amount, idempotency_key, earlier_charges=charged_before)
         entity = {
             "PartitionKey": GATEWAY_PARTITION,
             "RowKey": gateway_row_key(idempotency_key),
             "IdempotencyKey": idempotency_key,
             "TokenFingerprint": fingerprint,
+            "AccountId": account_id,
             "Result": result.model_dump_json(),
             "ChargedAt": self._clock.now(),
         }
@@ -86,6 +93,15 @@ class SandboxGateway:
             rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": GATEWAY_PARTITION})
             return [ChargeResult.model_validate_json(row["Result"]) for row in rows]
 
+    def _charges_of(self, fingerprint: str, account_id: str) -> int:
+        with storage_errors():
+            rows = self._table.query_entities(
+                "PartitionKey eq @pk and TokenFingerprint eq @fingerprint and AccountId eq @account",
+                parameters={"pk": GATEWAY_PARTITION, "fingerprint": fingerprint, "account": account_id},
+                select=["RowKey"],
+            )
+            return sum(1 for _ in rows)
+
     def _read(self, idempotency_key: str) -> dict[str, Any] | None:
         with storage_errors():
             try:
@@ -94,20 +110,25 @@ class SandboxGateway:
                 return None
 
 
-def sandbox_outcome(card: SandboxCard | None, amount: Money, idempotency_key: str) -> ChargeResult:
-    """What the sandbox answers for a test card (None: an unknown token)."""
+def sandbox_outcome(
+    card: SandboxCard | None, amount: Money, idempotency_key: str, *, earlier_charges: int = 0
+) -> ChargeResult:
+    """What the sandbox answers for a test card (None: an unknown token) charged `earlier_charges` times before."""
     charge_id = f"ch_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]}"
     if card is None:
         return ChargeResult(
             idempotency_key=idempotency_key, outcome=ChargeOutcome.DECLINED, amount=amount, reason=INVALID_TOKEN
         )
-    if card.decline_reason is not None:
+    decline_reason = card.decline_reason
+    if decline_reason is None and earlier_charges == 0:
+        decline_reason = card.first_charge_decline_reason
+    if decline_reason is not None:
         return ChargeResult(
             idempotency_key=idempotency_key,
             outcome=ChargeOutcome.DECLINED,
             amount=amount,
             charge_id=charge_id,
-            reason=card.decline_reason,
+            reason=decline_reason,
             card_brand=card.brand,
             card_last4=card.last4,
         )

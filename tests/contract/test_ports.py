@@ -700,6 +700,8 @@ AMOUNT = Money.parse("69.95", "EUR")
         ("tok_decline", ChargeOutcome.DECLINED, "card_declined", "0002"),
         ("tok_insufficient_funds", ChargeOutcome.DECLINED, "insufficient_funds", "9995"),
         ("tok_expired_card", ChargeOutcome.DECLINED, "expired_card", "0069"),
+        ("tok_stolen_card", ChargeOutcome.DECLINED, "stolen_card", "9979"),
+        ("tok_recovers_on_retry", ChargeOutcome.DECLINED, "insufficient_funds", "3220"),
         ("tok_timeout", ChargeOutcome.UNKNOWN, "gateway_timeout", "0341"),
         ("tok_nonsense", ChargeOutcome.DECLINED, "invalid_token", None),
     ],
@@ -710,6 +712,20 @@ def test_each_sandbox_token_answers_as_documented(
     result = backend.gateway.charge(AMOUNT, token, new_id("stl"))
 
     assert (result.outcome, result.reason, result.card_last4, result.amount) == (outcome, reason, last4, AMOUNT)
+
+
+def test_a_card_that_recovers_declines_its_first_charge_per_account_and_succeeds_after(backend: Any) -> None:
+    token = "tok_recovers_on_retry"
+    first_key, second_key, third_key = new_id("rty"), new_id("rty"), new_id("rty")
+
+    first = backend.gateway.charge(AMOUNT, token, first_key, account_id="acc-a")
+    second = backend.gateway.charge(AMOUNT, token, second_key, account_id="acc-a")
+    other_account = backend.gateway.charge(AMOUNT, token, third_key, account_id="acc-b")
+
+    assert (first.outcome, first.reason) == (ChargeOutcome.DECLINED, "insufficient_funds")
+    assert (second.outcome, second.reason) == (ChargeOutcome.SUCCEEDED, None)
+    assert other_account.outcome is ChargeOutcome.DECLINED
+    assert backend.gateway.charge(AMOUNT, token, first_key, account_id="acc-a") == first
 
 
 def test_a_timed_out_charge_went_through_and_a_lookup_or_a_repeat_finds_it(backend: Any) -> None:

@@ -427,6 +427,7 @@ class MemoryMessageIndex:
 class _SandboxCharge:
     result: ChargeResult
     token: str
+    account_id: str = ""
 
 
 class MemorySandboxGateway:
@@ -436,7 +437,7 @@ class MemorySandboxGateway:
         self._charges: dict[str, _SandboxCharge] = {}
         self._lock = threading.Lock()
 
-    def charge(self, amount: Money, token: str, idempotency_key: str) -> ChargeResult:
+    def charge(self, amount: Money, token: str, idempotency_key: str, *, account_id: str = "") -> ChargeResult:
         card = SANDBOX_TOKENS.get(token)
         with self._lock:
             earlier = self._charges.get(idempotency_key)
@@ -444,8 +445,9 @@ class MemorySandboxGateway:
                 if earlier.result.amount != amount or not hmac.compare_digest(earlier.token, token):
                     raise GatewayKeyReuseError("this idempotency key was used for another amount or card")
                 return earlier.result
-            result = sandbox_outcome(card, amount, idempotency_key)
-            self._charges[idempotency_key] = _SandboxCharge(result, token)
+            before = sum(1 for c in self._charges.values() if c.token == token and c.account_id == account_id)
+            result = sandbox_outcome(card, amount, idempotency_key, earlier_charges=before)
+            self._charges[idempotency_key] = _SandboxCharge(result, token, account_id)
         if card is not None and card.times_out:
             return result.model_copy(update={"outcome": ChargeOutcome.UNKNOWN, "reason": GATEWAY_TIMEOUT})
         return result

@@ -49,7 +49,7 @@ class Timeline:
 def timeline(azurite: AzuriteProcess, tmp_path_factory: pytest.TempPathFactory) -> Timeline:
     world = make_world(azurite.connection_string, tmp_path_factory.mktemp("timeline"))
     lived = Timeline(world, new_account_id())
-    seed_past_due_account(world, lived.account_id)
+    seed_past_due_account(world, lived.account_id, gateway_token="tok_test")
     watched = {DISABLED_ON - timedelta(days=1), DISABLED_ON, DELETED_ON - timedelta(seconds=1), DELETED_ON}
     runs = sorted({*nightly_runs(FAILED_AT, DELETED_ON + timedelta(days=5)), DELETED_ON - timedelta(seconds=1)})
     for at in runs:

@@ -50,8 +50,8 @@ class CrashAfterCharge:
     def __init__(self, gateway: PaymentGateway) -> None:
         self._gateway = gateway
 
-    def charge(self, amount: Money, token: str, idempotency_key: str) -> ChargeResult:
-        self._gateway.charge(amount, token, idempotency_key)
+    def charge(self, amount: Money, token: str, idempotency_key: str, *, account_id: str = "") -> ChargeResult:
+        self._gateway.charge(amount, token, idempotency_key, account_id=account_id)
         raise SimulatedCrashError("process died after the gateway call")
 
     def lookup(self, idempotency_key: str) -> ChargeResult | None:
@@ -59,7 +59,7 @@ class CrashAfterCharge:
 
 
 class CrashBeforeCharge(CrashAfterCharge):
-    def charge(self, amount: Money, token: str, idempotency_key: str) -> ChargeResult:
+    def charge(self, amount: Money, token: str, idempotency_key: str, *, account_id: str = "") -> ChargeResult:
         raise SimulatedCrashError("process died before the gateway call")
 
 

@@ -81,6 +81,21 @@ def test_a_new_gateway_instance_sees_the_earlier_charge_as_after_a_crash(table_s
     assert restarted.charge(AMOUNT, "tok_visa", idempotency_key) == first
 
 
+def test_a_card_that_recovers_counts_its_charges_in_the_ledger_across_gateway_instances(
+    table_storage: TableStorage,
+) -> None:
+    account_id = f"acc-{uuid.uuid4().hex[:12]}"
+    first = SandboxGateway(table_storage, clock=CLOCK).charge(
+        AMOUNT, "tok_recovers_on_retry", key(), account_id=account_id
+    )
+
+    another_process = SandboxGateway(table_storage, clock=CLOCK)
+    second = another_process.charge(AMOUNT, "tok_recovers_on_retry", key(), account_id=account_id)
+
+    assert (first.outcome, first.reason) == (ChargeOutcome.DECLINED, "insufficient_funds")
+    assert second.outcome is ChargeOutcome.SUCCEEDED
+
+
 @pytest.mark.parametrize(("amount", "token"), [(Money.parse("1.00", "EUR"), "tok_visa"), (AMOUNT, "tok_mastercard")])
 def test_the_same_key_for_another_amount_or_card_is_refused(gateway: SandboxGateway, amount: Money, token: str) -> None:
     idempotency_key = key()

@@ -26,6 +26,7 @@ from shared.domain.model import (
 from shared.domain.money import Money
 from shared.domain.outbox import Notification
 from shared.domain.partition import AccountPartition
+from shared.domain.payment_retry import retrying_subscription_ids
 from shared.domain.retention_policy import next_review_at
 from shared.domain.settlement import Settlement, apply_payment, settlement_scope
 from shared.email import OutboxEmailSender
@@ -131,8 +132,11 @@ def seed_past_due_account(
     decline: DeclineReason = DeclineReason.INSUFFICIENT_FUNDS,
     locale: str = "en-US",
     schedule: bool = True,
+    gateway_token: str | None = None,
 ) -> AccountPartition:
-    """An account whose card failed at `past_due_since`: each subscription PastDue with one unpaid charge."""
+    """An account whose card failed at `past_due_since`: each subscription PastDue with one unpaid charge.
+
+    Without `gateway_token` the card is not retried automatically (as a payment.failed without one leaves it)."""
     partition = AccountPartition(account_id=account_id)
     partition.set_account(
         Account(
@@ -144,7 +148,12 @@ def seed_past_due_account(
         )
     )
     card = PaymentMethod(
-        id="pm-card", kind=PaymentMethodKind.CARD, brand="visa", last4="4242", gateway_token="tok_test"
+        id="pm-card",
+        kind=PaymentMethodKind.CARD,
+        brand="visa",
+        last4="4242",
+        gateway_token=gateway_token,
+        auto_retry=gateway_token is not None,
     ).mark_failed(decline, past_due_since)
     partition.put(card)
     for n in range(1, subscriptions + 1):
@@ -173,7 +182,8 @@ def seed_past_due_account(
 
 def schedule_review(world: World, partition: AccountPartition, *, after: datetime) -> None:
     """What the payment.failed service does: put the account's next milestone on the due index."""
-    review_at = next_review_at(partition.subscriptions, retention_policy(world.settings), after)
+    retrying = retrying_subscription_ids(partition)
+    review_at = next_review_at(partition.subscriptions, retention_policy(world.settings), after, retrying=retrying)
     assert review_at is not None
     world.deps.due.schedule(partition.account_id, review_at)
 

@@ -92,6 +92,8 @@ def test_the_issue_examples_validate_against_the_json_schema() -> None:
         (("data", "charges", 0, "currency"), "XYZ"),
         (("data", "account", "locale"), "dutch"),
         (("data", "reason"), "aliens"),
+        (("data", "paymentMethod", "gatewayToken"), "4242 4242 4242 4242"),
+        (("data", "paymentMethod", "gatewayToken"), "tok/../visa"),
     ],
 )
 def test_the_json_schema_refuses_what_the_models_refuse(path: tuple[str | int, ...], value: str) -> None:
@@ -157,3 +159,16 @@ def test_the_json_schema_refuses_an_account_updated_the_models_refuse(path: tupl
         validator_class(SCHEMA, format_checker=validator_class.FORMAT_CHECKER).validate(document)
     with pytest.raises(InvalidEventError):
         decode_payment_event(body_of(document))
+
+
+def test_a_gateway_token_is_optional_and_kept_on_the_failed_method() -> None:
+    document = copy.deepcopy(ISSUE_PAYMENT_FAILED_EXAMPLE)
+    document["data"]["paymentMethod"]["gatewayToken"] = "tok_visa"
+
+    with_token = decode_payment_event(body_of(document))
+    without = decode_payment_event(body_of(ISSUE_PAYMENT_FAILED_EXAMPLE))
+
+    assert isinstance(with_token, PaymentFailedEvent)
+    assert isinstance(without, PaymentFailedEvent)
+    assert with_token.data.payment_method.to_payment_method().gateway_token == "tok_visa"
+    assert without.data.payment_method.to_payment_method().gateway_token is None
