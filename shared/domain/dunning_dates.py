@@ -8,16 +8,14 @@ it happens. An Enabled or Deleted subscription has none. No I/O here.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from shared.domain.holds import is_held
 from shared.domain.lifecycle import SubscriptionState
-from shared.domain.model import Frozen, PaymentMethod, Subscription
-from shared.domain.retention_policy import (
-    MilestoneKind,
-    RetentionPolicy,
-    cancellation_date,
-    milestones,
-)
+from shared.domain.model import Frozen, Subscription
+from shared.domain.partition import AccountPartition
+from shared.domain.payment_retry import next_retry_at
+from shared.domain.retention_policy import MilestoneKind, RetentionPolicy, milestones
 
 _UNPAID = frozenset({SubscriptionState.PAST_DUE, SubscriptionState.WARNED})
 
@@ -33,7 +31,7 @@ def subscription_dates(
     subscription: Subscription, policy: RetentionPolicy, *, next_retry: datetime | None = None
 ) -> SubscriptionDates:
     """What lies ahead of `subscription` if nobody pays; `next_retry` is the retry schedule's answer (see
-    `scheduled_retry`), passed in so that the dunning work decides it in one place."""
+    `account_subscription_dates`), passed in so that the retry schedule decides it in one place."""
     timeline = milestones(subscription, policy)
     warning = next((m.at for m in timeline if m.kind is MilestoneKind.WARN), None)
     cancellation = next((m.at for m in timeline if m.kind is MilestoneKind.DISABLE), None)
@@ -49,18 +47,11 @@ def subscription_dates(
     )
 
 
-def scheduled_retry(
-    subscription: Subscription, method: PaymentMethod | None, policy: RetentionPolicy, now: datetime
-) -> datetime | None:
-    """The first of the policy's retry days after `now` and before the cancellation, if the failed method may be
-    charged again (a gateway token, and a soft decline); None otherwise."""
-    if subscription.state not in _UNPAID or subscription.past_due_since is None or method is None:
-        return None
-    if method.gateway_token is None or method.failed_reason is None or method.failed_reason.is_hard:
-        return None
-    cancel_at = cancellation_date(subscription, policy)
-    for days in sorted(policy.retry_days):
-        at = subscription.past_due_since + timedelta(days=days)
-        if at > now and (cancel_at is None or at < cancel_at):
-            return at
-    return None
+def account_subscription_dates(
+    partition: AccountPartition, subscription: Subscription, policy: RetentionPolicy, now: datetime
+) -> SubscriptionDates:
+    """The dates the overview, the portal and the emails show for one subscription of the account: its next
+    automatic retry (none while the account is on hold) and the timeline's deadlines (moved by any hold)."""
+    held = partition.account is not None and is_held(partition.account, now)
+    next_retry = None if held else next_retry_at(partition, subscription.id, policy, now)
+    return subscription_dates(subscription, policy, next_retry=next_retry)

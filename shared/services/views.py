@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
-from shared.domain.dunning_dates import SubscriptionDates, scheduled_retry, subscription_dates
+from shared.domain.dunning_dates import SubscriptionDates, account_subscription_dates
 from shared.domain.holds import HoldChange, HoldOutcome
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.lifecycle import SubscriptionState
@@ -21,7 +21,6 @@ from shared.domain.model import (
     Charge,
     CollectionHold,
     DeclineReason,
-    PaymentMethod,
     PaymentMethodKind,
     PaymentMethodStatus,
     Subscription,
@@ -229,7 +228,7 @@ def overview_of(partition: AccountPartition, policy: RetentionPolicy, now: datet
                 )
             ),
             can_settle=can_settle(subscription, charges),
-            dates=DatesView.of(dates_of(partition, subscription, policy, now)),
+            dates=DatesView.of(account_subscription_dates(partition, subscription, policy, now)),
             past_due_since=subscription.past_due_since,
         )
         for subscription in sorted(partition.subscriptions, key=lambda s: s.id)
@@ -294,15 +293,6 @@ def hold_answer(account_id: str, change: HoldChange) -> HoldAnswer:
         hold=hold_view(change.hold),
         deadlines_moved_by=dict(sorted((change.shifted or {}).items())),
     )
-
-
-def dates_of(
-    partition: AccountPartition, subscription: Subscription, policy: RetentionPolicy, now: datetime
-) -> SubscriptionDates:
-    """The subscription's dates, its next retry on the method it failed on included."""
-    method_id = failed_method_of(subscription, partition.charges) or subscription.payment_method_id
-    method = partition.get(PaymentMethod, method_id)
-    return subscription_dates(subscription, policy, next_retry=scheduled_retry(subscription, method, policy, now))
 
 
 def can_settle(subscription: Subscription, charges: list[Charge]) -> bool:

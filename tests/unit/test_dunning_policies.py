@@ -12,7 +12,7 @@ import pytest
 from pydantic import AliasChoices
 
 from shared.domain.account_update import stage_account_updated
-from shared.domain.dunning_dates import scheduled_retry, subscription_dates
+from shared.domain.dunning_dates import account_subscription_dates, subscription_dates
 from shared.domain.dunning_policies import (
     DunningPolicies,
     DunningPoliciesError,
@@ -20,12 +20,22 @@ from shared.domain.dunning_policies import (
     parse_dunning_policies,
 )
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
-from shared.domain.model import Account, AccountField, DeclineReason, PaymentMethod, PaymentMethodKind, Subscription
+from shared.domain.model import (
+    Account,
+    AccountField,
+    CollectionHold,
+    DeclineReason,
+    PaymentMethod,
+    PaymentMethodKind,
+    Subscription,
+)
 from shared.domain.partition import ACCOUNT_ROW, AccountPartition
 from shared.domain.payment_events import AccountUpdatedEvent
 from shared.domain.payment_failure import event_payload_hash
+from shared.domain.payment_retry import next_retry_at
 from shared.domain.retention_policy import RetentionPolicy, deletion_date, milestones
 from shared.settings import ConfigurationError, Settings, dunning_policies
+from tests.unit.test_payment_retry import account_with_failed_card
 
 SETTINGS_DEFAULT = RetentionPolicy(grace_period_days=21, reminder_days=(3, 10), retention_days=100)
 GOLD = {
@@ -241,21 +251,35 @@ def test_an_enabled_subscription_has_no_dates_even_with_a_retry_offered() -> Non
     assert dates.model_dump() == {"next_retry": None, "warning": None, "cancellation": None, "deletion": None}
 
 
-def test_the_next_retry_is_the_first_retry_day_ahead_and_only_for_a_soft_decline_with_a_token() -> None:
+def test_the_dates_shown_take_the_next_retry_from_the_retry_schedule_and_none_while_held() -> None:
     policy = RetentionPolicy(retry_days=(1, 3, 5))
-    subscription = past_due()
+    partition = account_with_failed_card()
+    subscription = partition.subscriptions[0]
 
-    assert scheduled_retry(subscription, card(), policy, FAILED_AT) == FAILED_AT + timedelta(days=1)
-    assert scheduled_retry(subscription, card(), policy, FAILED_AT + timedelta(days=1)) == FAILED_AT + timedelta(days=3)
-    assert scheduled_retry(subscription, card(), policy, FAILED_AT + timedelta(days=5)) is None
-    assert scheduled_retry(subscription, card(DeclineReason.EXPIRED_CARD), policy, FAILED_AT) is None
-    assert scheduled_retry(subscription, card(token=None), policy, FAILED_AT) is None
+    shown = account_subscription_dates(partition, subscription, policy, FAILED_AT)
+    assert (
+        shown.next_retry
+        == next_retry_at(partition, subscription.id, policy, FAILED_AT)
+        == FAILED_AT + timedelta(days=1)
+    )
+    assert shown.cancellation == subscription_dates(subscription, policy).cancellation
 
+    assert (
+        account_subscription_dates(
+            account_with_failed_card(DeclineReason.EXPIRED_CARD), subscription, policy, FAILED_AT
+        ).next_retry
+        is None
+    )
+    assert (
+        account_subscription_dates(account_with_failed_card(token=None), subscription, policy, FAILED_AT).next_retry
+        is None
+    )
 
-def test_no_retry_is_scheduled_on_or_after_the_cancellation() -> None:
-    policy = RetentionPolicy(grace_period_days=10, retry_days=(10, 12))
-
-    assert scheduled_retry(past_due(), card(), policy, FAILED_AT) is None
+    account = partition.account
+    assert account is not None
+    hold = CollectionHold(reason="dispute", set_by="cli-ops", since=FAILED_AT)
+    partition.set_account(account.model_copy(update={"hold": hold}))
+    assert account_subscription_dates(partition, subscription, policy, FAILED_AT).next_retry is None
 
 
 # --- the account's policy, as account.updated changes it ---------------------------------------------------------
