@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, JsonValue
 
-from shared.domain.dunning_dates import subscription_dates
+from shared.domain.dunning_dates import account_subscription_dates
 from shared.domain.dunning_policies import DunningPolicies
 from shared.domain.errors import DomainError
 from shared.domain.lifecycle import SubscriptionState, TransitionReason
@@ -300,7 +300,7 @@ def _notification(
         template=NOTIFICATION_TEMPLATE,
         locale=account.locale,
         to_address=account.notification_email,
-        context=email_context(partition, event.data, method, policy, portal_base_url),
+        context=email_context(partition, event.data, method, policy, portal_base_url, now=now),
         created_at=now,
         next_attempt_at=now,
     )
@@ -312,8 +312,11 @@ def email_context(
     method: PaymentMethod,
     policy: RetentionPolicy,
     portal_base_url: str,
+    *,
+    now: datetime,
 ) -> dict[str, JsonValue]:
-    """Everything the payment_failed templates show; plain JSON values, dates as ISO 8601, amounts as decimals."""
+    """Everything the payment_failed templates show; plain JSON values, dates as ISO 8601, amounts as decimals.
+    Every date comes from `account_subscription_dates`, as the overview's and the portal's do."""
     account_id = data.account.id
     currency = data.account.currency
     outstanding = _outstanding_on(partition, method.id)
@@ -322,8 +325,11 @@ def email_context(
     past_due: list[JsonValue] = []
     ends: list[tuple[date, date]] = []  # (cancellation, deletion) of those still to be cancelled
     deletions: list[date] = []
+    retries: list[date] = []
     for subscription in owing:
-        dates = subscription_dates(subscription, policy)
+        dates = account_subscription_dates(partition, subscription, policy, now)
+        retry_day = _utc_day(dates.next_retry)
+        retries += [retry_day] if retry_day else []
         cancel_at, delete_at = _utc_day(dates.cancellation), _utc_day(dates.deletion)
         ends += [(cancel_at, delete_at)] if cancel_at and delete_at else []
         deletions += [delete_at] if delete_at else []
@@ -379,6 +385,7 @@ def email_context(
         "sharing_subscriptions": sharing,
         "cancellation_date": _iso(first_cancellation),
         "deletion_date": _iso(first_deletion),
+        "next_retry_date": _iso(min(retries, default=None)),
         "grace_period_days": policy.grace_period_days,
         "retention_days": policy.effective_retention_days,
         "settle_url": settle_url(portal_base_url, account_id, first_owing) if first_owing else portal_base_url,

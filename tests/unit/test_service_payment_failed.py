@@ -25,8 +25,9 @@ from shared.domain.payment_failure import (
     notification_id,
     stage_payment_failed,
 )
+from shared.locales import format_date
 from shared.services.unit_of_work import with_fresh_partition
-from shared.settings import Settings
+from shared.settings import Settings, retention_policy
 from tests.fakes import Fault, FaultyPort, RacingAccounts, build_in_memory
 from tests.support.payment_events import PORTAL, a_charge, payment_failed_document
 
@@ -243,3 +244,33 @@ def test_a_storage_outage_while_recording_the_delivery_is_finished_by_the_next_d
     assert [n.status for n in deps.accounts.load(ACCOUNT).notifications] == [NotificationStatus.SENT]
     assert len(deps.email.attempts) == 2  # type: ignore[attr-defined]
     assert len(deps.email.sent) == 1  # type: ignore[attr-defined]
+
+
+def with_token(token: str, reason: str = "insufficient_funds") -> PaymentFailedEvent:
+    document = payment_failed_document(ACCOUNT, reason=reason)
+    document["data"]["paymentMethod"]["gatewayToken"] = token
+    return PaymentFailedEvent.model_validate(document)
+
+
+def test_the_email_names_the_first_automatic_retry_when_the_card_will_be_retried(deps: Dependencies) -> None:
+    deps.apply_payment_failed(with_token("tok_recovers_on_retry"))
+
+    (email,) = deps.email.sent  # type: ignore[attr-defined]
+    first_retry = NOW + timedelta(days=retention_policy(deps.settings).retry_days[0])
+    shown = format_date(first_retry.date(), "nl-NL")  # the account's locale
+    assert f"Op {shown} proberen we het saldo automatisch opnieuw van deze kaart te innen" in email.plain_text
+    assert f"Op {shown} proberen we het saldo automatisch opnieuw" in email.html
+
+
+def test_the_email_promises_no_retry_for_a_hard_decline(deps: Dependencies) -> None:
+    deps.apply_payment_failed(with_token("tok_expired_card", reason="expired_card"))
+
+    (email,) = deps.email.sent  # type: ignore[attr-defined]
+    assert "automatisch opnieuw" not in email.plain_text
+
+
+def test_the_email_promises_no_retry_without_a_gateway_token(deps: Dependencies) -> None:
+    deps.apply_payment_failed(event_of())
+
+    (email,) = deps.email.sent  # type: ignore[attr-defined]
+    assert "automatisch opnieuw" not in email.plain_text
