@@ -510,3 +510,57 @@ def test_the_outbox_never_links_an_emails_text_off_site(browser: Browser, tmp_pa
 
     assert 'href="/accounts/acc-1001/settle?subscription=sub-a"' in page
     assert not re.search(r'href="(//|[a-z]+:|\\)', page.replace('href="/static/', ""))
+
+
+def test_the_overview_shows_a_hold_without_its_reason_and_the_automatic_payment_attempts(
+    browser: Browser, stub: ApiStub
+) -> None:
+    overview = {
+        **OVERVIEW,
+        "hold": {"reason": "Dispute DX-17 (Jan)", "setBy": "cli-ops", "since": "2026-01-10T09:00:00Z", "until": None},
+        "paymentRetries": [
+            {
+                "attempt": 1,
+                "paymentMethodId": "pm-visa-4242",
+                "at": "2026-01-06T10:00:00Z",
+                "amount": {"amount": "62.45", "currency": "EUR"},
+                "outcome": "declined",
+                "declineReason": "insufficient_funds",
+                "declineClass": "soft",
+            },
+            {
+                "attempt": 2,
+                "paymentMethodId": "pm-visa-4242",
+                "at": "2026-01-08T10:00:00Z",
+                "amount": {"amount": "62.45", "currency": "EUR"},
+                "outcome": "approved",
+                "declineReason": None,
+                "declineClass": None,
+            },
+        ],
+    }
+    stub.answer("overview", overview)
+    browser.sign_in("user-7")
+
+    page = text(browser.get("/accounts/acc-1001"))
+
+    assert 'id="hold"' in page
+    assert "De inning voor dit account is sinds 10 januari 2026 gepauzeerd" in page
+    assert "Dispute DX-17" not in page  # support's own words stay with support
+    retries = page[page.index('id="payment-retries"') :]
+    rows = re.findall(
+        r'<tr data-outcome="(\w+)">\s*<td><time datetime="[^"]+">([^<]+)</time></td>\s*<td>(\d)</td>', retries
+    )
+    assert rows == [("declined", "6 januari 2026", "1"), ("approved", "8 januari 2026", "2")]
+    assert "Geweigerd" in retries
+    assert "Geïnd" in retries
+
+
+def test_an_overview_without_hold_or_retries_shows_neither(browser: Browser, stub: ApiStub) -> None:
+    stub.answer("overview", OVERVIEW)
+    browser.sign_in("user-7")
+
+    page = text(browser.get("/accounts/acc-1001"))
+
+    assert 'id="hold"' not in page
+    assert 'id="payment-retries"' not in page
