@@ -144,10 +144,10 @@ def test_the_overview_lists_subscriptions_with_the_fixed_fields(account: Account
         "pastDueSince": None,
         "dates": None,
     }
-    # The default policy: retries on days 1, 3, 5, 7, … (the request comes late on day 5), the warning 5 days before
-    # the cancellation on day 30, the deletion 90 days after it; ISO 8601 in UTC.
+    # The default policy: the warning 5 days before the cancellation on day 30, the deletion 90 days after it; ISO
+    # 8601 in UTC. No automatic retry: the failure that made it past due named no gateway token.
     assert subscriptions["sub-a"]["dates"] == {
-        "nextRetry": (since + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "nextRetry": None,
         "warning": (since + timedelta(days=25)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cancellation": (since + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "deletion": (since + timedelta(days=120)).strftime("%Y-%m-%dT%H:%M:%SZ"),

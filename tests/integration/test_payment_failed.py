@@ -232,6 +232,7 @@ def test_the_notification_is_recorded_with_everything_the_email_needs_and_sent_o
         "sharing_subscriptions": [{"id": "sub-b", "name": "Dev/Test", "service": "Azure"}],
         "cancellation_date": "2026-12-24",
         "deletion_date": "2027-03-24",
+        "next_retry_date": None,  # the event names no gateway token: nothing is retried
         "grace_period_days": 30,
         "retention_days": 90,
         "settle_url": settle,

@@ -21,6 +21,7 @@ from cli.demo import describe
 from shared.bootstrap import Dependencies, build
 from shared.domain.clock import FixedClock
 from shared.domain.lifecycle import SubscriptionState
+from shared.domain.model import DEFAULT_DUNNING_POLICY
 from shared.domain.money import Money
 from shared.domain.payment_events import PaymentFailedEvent
 from shared.domain.payment_retry import DeclineClass, RetryOutcome, retry_attempts, retry_settlement_id
@@ -176,7 +177,7 @@ def test_a_card_that_always_declines_softly_is_tried_on_every_retry_day_and_neve
     backend.run_due_until(FAILED_AT + timedelta(days=40))
 
     attempts = retry_attempts(backend.deps.accounts.load(account_id))
-    policy = backend.deps.retention.policy
+    policy = backend.deps.policies.for_id(DEFAULT_DUNNING_POLICY)
     assert [a.attempt for a in attempts] == list(range(1, len(policy.retry_days) + 1))
     assert [a.at for a in attempts] == [FAILED_AT + timedelta(days=d) for d in policy.retry_days]
     assert {(a.outcome, a.decline_reason, a.decline_class) for a in attempts} == {
