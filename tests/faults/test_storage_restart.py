@@ -27,6 +27,7 @@ from shared.domain.clock import FixedClock
 from shared.domain.lifecycle import SubscriptionState
 from shared.domain.model import ProcessedEvent, Subscription
 from shared.domain.outbox import NotificationStatus
+from shared.domain.payment_events import PaymentFailedEvent
 from shared.events.decoding import PAYMENT_EVENTS_QUEUE
 from shared.services.delivery import RECOVERY_DELAY
 from shared.settings import Settings
@@ -227,12 +228,17 @@ def test_processing_resumes_after_storage_restarts_mid_run_and_nothing_is_lost(
     processed = [a for a in first + second if deps.accounts.load(a).has_processed(f"evt-{a}") is not None]
     unprocessed = [f"evt-{a}" for a in first + second if a not in processed]
     host_log = host.log_text()
-    queue_census = census(unprocessed, messages, azurite, host_log)
     emails_by_host = email_count(outbox)
     pending = [a for a in processed if deps.accounts.load(a).notifications[0].status is NotificationStatus.PENDING]
-    # The timer's next run finishes deliveries that storage cut short (their recovery entries are due by now).
+    # A delivery storage cut short failed its invocation, so its message is still on the queue (visible, or held by
+    # the host that could not settle it): the queue's redelivery is the safety net, and no due entry is written.
+    queue_census = census(unprocessed + [f"evt-{a}" for a in pending], messages, azurite, host_log)
+    for account_id in pending:  # what the host does when those messages come back (held ones: after 10 minutes)
+        deps.apply_payment_failed(PaymentFailedEvent.model_validate(event(account_id)))
+    redelivered_emails = email_count(outbox) - emails_by_host
+    # A later timer run finishes whatever is still due (an email the outbox refused, a retry): nothing here.
     deps.run_retention(now=deps.clock.now(), time_budget=timedelta(minutes=2))
-    emails_by_timer_run = email_count(outbox) - emails_by_host
+    emails_by_timer_run = email_count(outbox) - emails_by_host - redelivered_emails
 
     assert set(second) <= set(processed), "events sent after the restart must all be processed"
     assert queue_census.lost == 0, f"unprocessed and not on the queue: {queue_census}"
@@ -261,11 +267,12 @@ def test_processing_resumes_after_storage_restarts_mid_run_and_nothing_is_lost(
             "unprocessed_visible_on_queue": len(queue_census.on_the_queue),
             "unprocessed_held_by_host_invisible": len(queue_census.held_by_the_host),
             "unprocessed_invisible_unexplained": len(queue_census.unaccounted),
-            "in_flight_at_stop_still_on_queue": len(unprocessed) - queue_census.lost,
+            "in_flight_at_stop_still_on_queue": len(unprocessed) + len(pending) - queue_census.lost,
             "queue_message_count_after": queue_census.message_count,
             "set_aside": len(queue_census.poisoned),
             "notifications_left_pending_by_the_outage": len(pending),
             "emails_sent_by_host": emails_by_host,
+            "emails_sent_on_redelivery": redelivered_emails,
             "emails_added_by_next_timer_run": emails_by_timer_run,
             "emails_total": len(operation_ids),
             "host_logged_storage_unreachable": "failed, retrying" in host_log,
