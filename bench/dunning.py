@@ -18,16 +18,20 @@ before the event, so it is in the ledger, as the gateway's first charge of that 
                                                                                     expired_card: no retry after it
   no-token           2  (none)                  insufficient_funds   -              nothing to retry
 
-The default policy applies (retry days 1, 3, 5, 7, 10, 14, 21; cancellation on day 30). The events go through
-`deps.apply_payment_failed` on day 0. Then the test clock (TEST_CLOCK_ENABLED, stored in Azurite) is advanced step by
-step (quick: 1 day, standard: 6 hours) to day 60; at each step the timer's use case starts a pass
-(`start_retention_pass`) and the retention work queue is drained through the worker's own handler (`handle_work`), on
-dependencies built afresh at each step, as an instance that reads the moved clock. Every figure is counted afterwards
-from storage: the account partitions (retry attempts, state history) and the sandbox gateway's ledger table.
+Within each cohort the failures are spread over day 0, round robin at 0, 6, 12 and 18 hours after the start, so the
+days to recovery show the passes' cadence too (a retry falls due between passes and is made by the next). The default
+policy applies (retry days 1, 3, 5, 7, 10, 14, 21 after the failure; cancellation on day 30). The events go through
+`deps.apply_payment_failed` at their moment on the test clock. Then the test clock (TEST_CLOCK_ENABLED, stored in
+Azurite) is advanced step by step (quick: 1 day, standard: 6 hours) to day 60; at each step the timer's use case
+starts a pass (`start_retention_pass`) and the retention work queue is drained through the worker's own handler
+(`handle_work`), on dependencies built afresh at each step, as an instance that reads the moved clock. Every figure
+is counted afterwards from storage: the account partitions (retry attempts, state history) and the sandbox gateway's
+ledger table.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -55,6 +59,7 @@ from tests.support.work_queue import clear_work_queues, drain, worker_on
 START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 HORIZON_DAYS = 60
 PORTFOLIO_UNIT = 20
+FAILURE_OFFSETS = tuple(timedelta(hours=h) for h in (0, 6, 12, 18))
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ assert sum(c.per_unit for c in COHORTS) == PORTFOLIO_UNIT
 class Member:
     account_id: str
     cohort: Cohort
+    fails_after: timedelta  # after START, on day 0
 
     @property
     def engine_key(self) -> str:
@@ -103,7 +109,7 @@ def portfolio(accounts: int, run: str) -> list[Member]:
         raise ValueError(f"the portfolio comes in units of {PORTFOLIO_UNIT} accounts, not {accounts}")
     units = accounts // PORTFOLIO_UNIT
     return [
-        Member(f"dun-{run}-{cohort.name}-{n:04d}", cohort)
+        Member(f"dun-{run}-{cohort.name}-{n:04d}", cohort, FAILURE_OFFSETS[n % len(FAILURE_OFFSETS)])
         for cohort in COHORTS
         for n in range(1, cohort.per_unit * units + 1)
     ]
@@ -111,7 +117,8 @@ def portfolio(accounts: int, run: str) -> list[Member]:
 
 def describe_portfolio(accounts: int) -> list[str]:
     units = accounts // PORTFOLIO_UNIT
-    lines = [f"{accounts} accounts, one 10.00 EUR charge each, all failed on day 0:"]
+    hours = ", ".join(f"{offset / timedelta(hours=1):g}" for offset in FAILURE_OFFSETS)
+    lines = [f"{accounts} accounts, one 10.00 EUR charge each, failed on day 0 (round robin at {hours} h):"]
     for c in COHORTS:
         engine = "yes" if c.engine_charge else "no"
         portal = f", settles in the portal on day {c.portal_day}" if c.portal_day else ""
@@ -130,17 +137,22 @@ def dunning_figure(
     clear_work_queues(bench.connection_string)
     deps = _instance(bench)
     deps.reset_test_clock()
-    deps = _instance(bench)
-    with ThreadPoolExecutor(SEED_WORKERS) as pool:
-        list(pool.map(lambda member: _fail(deps, member), members))
+    at = START
+    for offset in FAILURE_OFFSETS:
+        deps = _advanced(bench, deps, START + offset - at)
+        at = START + offset
+        group = [m for m in members if m.fails_after == offset]
+        with ThreadPoolExecutor(SEED_WORKERS) as pool:
+            list(pool.map(functools.partial(_fail, deps), group))
     progress(f"dunning: {len(members)} payment.failed applied; walking {HORIZON_DAYS} days in steps of {step}")
     began = time.monotonic()
-    steps = int(timedelta(days=HORIZON_DAYS) / step)
+    moments = [START + n * step for n in range(1, int(timedelta(days=HORIZON_DAYS) / step) + 1)]
+    moments = [moment for moment in moments if moment > at]
     passes = failures = 0
     settled: set[str] = set()
-    for n in range(1, steps + 1):
-        deps.advance_test_clock(step)
-        deps = _instance(bench)
+    for n, moment in enumerate(moments, start=1):
+        deps = _advanced(bench, deps, moment - at)
+        at = moment
         now = deps.clock.now()
         for member in members:
             due_day = member.cohort.portal_day
@@ -150,7 +162,7 @@ def dunning_figure(
         deps.start_retention_pass(now)
         failures += drain(bench.connection_string, worker_on(deps)).failures
         passes += 1
-        if n % max(1, steps // 6) == 0:
+        if n % max(1, len(moments) // 6) == 0:
             progress(f"dunning: day {(now - START) / timedelta(days=1):.1f}, {passes} passes")
     walked = time.monotonic() - began
     figure = count_outcome(deps, members, accounts=accounts, step=step, passes=passes, seconds=walked)
@@ -165,6 +177,13 @@ def _instance(bench: Workbench) -> Dependencies:
     offset afresh: an instance that lives on sees a moved clock within TEST_CLOCK_REFRESH)."""
     settings = bench_settings(bench.connection_string, bench.directory / "dunning-outbox", test_clock_enabled=True)
     return build(settings, clock=FixedClock(START))
+
+
+def _advanced(bench: Workbench, deps: Dependencies, by: timedelta) -> Dependencies:
+    if by <= timedelta(0):
+        return deps
+    deps.advance_test_clock(by)
+    return _instance(bench)
 
 
 def _fail(deps: Dependencies, member: Member) -> None:
