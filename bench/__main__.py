@@ -8,16 +8,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bench import faults, report
+from bench.dunning import dunning_figure
 from bench.environment import git_commit, load_average, machine, workbench
 from bench.retention import RetentionPlan, retention_figures
 from bench.round_trips import payment_failed_round_trips, settlement_round_trips
 from bench.throughput import event_throughput, settlement_figures
 
-FIGURES = ("round-trips", "throughput", "latency", "scale")
+FIGURES = ("round-trips", "throughput", "latency", "scale", "dunning")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class Profile:
     events: int
     settlements: int
     latency_samples: int
+    dunning_accounts: int
+    dunning_step: timedelta
 
 
 PROFILES = {
@@ -36,6 +40,8 @@ PROFILES = {
         events=50,
         settlements=30,
         latency_samples=30,
+        dunning_accounts=60,
+        dunning_step=timedelta(days=1),
     ),
     "standard": Profile(
         subscriptions=(1, 10, 100, 500),
@@ -43,6 +49,8 @@ PROFILES = {
         events=200,
         settlements=100,
         latency_samples=100,
+        dunning_accounts=200,
+        dunning_step=timedelta(hours=6),
     ),
     "full": Profile(
         subscriptions=(1, 10, 100, 500),
@@ -50,6 +58,8 @@ PROFILES = {
         events=500,
         settlements=200,
         latency_samples=200,
+        dunning_accounts=200,
+        dunning_step=timedelta(hours=6),
     ),
 }
 
@@ -75,6 +85,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.figures = chosen or set(FIGURES)
     args.mode = "quick" if args.quick else "full" if args.full else "standard"
     return args
+
+
+def _host_figures(
+    figures: set[str], profile: Profile, progress: Callable[[str], None], results: report.Results
+) -> None:
+    with workbench("host") as bench:
+        if "throughput" in figures:
+            results.throughput.append(event_throughput(bench, profile.events, progress))
+        throughput, latency = settlement_figures(bench, profile.settlements, profile.latency_samples, progress)
+        if "throughput" in figures:
+            results.throughput.append(throughput)
+        if "latency" in figures:
+            results.latency.append(latency)
+        results.notes += bench.notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,15 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             results.scale += scale
             results.notes += bench.notes
     if {"throughput", "latency"} & args.figures:
-        with workbench("host") as bench:
-            if "throughput" in args.figures:
-                results.throughput.append(event_throughput(bench, profile.events, progress))
-            throughput, latency = settlement_figures(bench, profile.settlements, profile.latency_samples, progress)
-            if "throughput" in args.figures:
-                results.throughput.append(throughput)
-            if "latency" in args.figures:
-                results.latency.append(latency)
-            results.notes += bench.notes
+        _host_figures(args.figures, profile, progress, results)
+    if "dunning" in args.figures:
+        with workbench("dunning") as bench:
+            results.dunning.append(dunning_figure(bench, profile.dunning_accounts, profile.dunning_step, progress))
     progress("done")
     results.machine["load_average_at_end"] = load_average()
     results.notes.append(f"wall time of this run: {time.monotonic() - began:.0f} s")
@@ -124,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         path = report.write(results)
         print(f"\nwritten: {path.relative_to(report.RESULTS.parent.parent)} and bench/results/latest.json")
+    if not all(run.sound for run in results.dunning):
+        print("dunning: a hard-declined card was charged again, or an account twice (see above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -83,6 +83,55 @@ class Scale:
 
 
 @dataclass
+class DunningCohort:
+    """One cohort of the dunning simulation, counted from storage (bench/dunning.py)."""
+
+    cohort: str
+    accounts: int
+    retried: int = 0  # accounts with at least one automatic retry
+    retry_attempts: int = 0
+    recovered_by_retry: int = 0
+    settled_otherwise: int = 0
+    cancelled: int = 0
+    enabled_at_end: int = 0
+    ledger_charges: int = 0  # gateway charges after the billing engine's failed one
+    ledger_successes: int = 0
+    hard_declined: int = 0
+    charged_after_hard_decline: int = 0
+    charged_twice: int = 0
+    charged_after_paid: int = 0
+
+
+@dataclass
+class Dunning:
+    accounts: int
+    step_hours: float
+    days: int
+    passes: int
+    seconds: float
+    cohorts: list[DunningCohort]
+    recovered_by_retry: int
+    retried: int
+    retry_charges: int
+    recovery_attempt_numbers: list[int]
+    days_to_recovery: dict[str, float] | None
+    cancelled: int
+    hard_declined_charged: int
+    charged_twice: int
+    charged_after_paid: int
+    worker_failures: int = 0
+    portfolio: list[str] = field(default_factory=list)
+
+    @property
+    def sound(self) -> bool:
+        """No hard-declined card charged again, no account charged twice, nothing charged once paid."""
+        return self.hard_declined_charged == 0 and self.charged_twice == 0 and self.charged_after_paid == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "sound": self.sound}
+
+
+@dataclass
 class Results:
     mode: str
     started_at: datetime
@@ -92,6 +141,7 @@ class Results:
     throughput: list[Throughput] = field(default_factory=list)
     latency: list[Latency] = field(default_factory=list)
     scale: list[Scale] = field(default_factory=list)
+    dunning: list[Dunning] = field(default_factory=list)
     seeding: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -107,6 +157,7 @@ class Results:
             "throughput": [row.to_json() for row in self.throughput],
             "latency": [row.to_json() for row in self.latency],
             "scale": [row.to_json() for row in self.scale],
+            "dunning": [row.to_json() for row in self.dunning],
             "seeding": self.seeding,
             "notes": self.notes,
         }
@@ -134,7 +185,7 @@ def table(results: Results) -> str:
         f"Azurite {machine.get('azurite')}, load average at start {machine.get('load_average_at_start')}"
         f" and end {machine.get('load_average_at_end')}"
     ]
-    for section in (_round_trips, _throughput, _latency, _scale, _seeding, _notes):
+    for section in (_round_trips, _throughput, _latency, _scale, _dunning, _seeding, _notes):
         lines += section(results)
     return "\n".join(lines)
 
@@ -199,6 +250,56 @@ def _scale(results: Results) -> list[str]:
             f"{row.probe_query_ms:>15.1f}{row.probe_transaction_ms:>13.1f}"
         )
     return lines
+
+
+def _dunning(results: Results) -> list[str]:
+    lines: list[str] = []
+    for run in results.dunning:
+        lines += [
+            "",
+            f"Dunning: {run.accounts} accounts walked {run.days} days on the test clock, a full pass every "
+            f"{run.step_hours:g} h ({run.passes} passes through the timer's use case and the work-queue worker, "
+            f"{run.seconds:.0f} s); every number counted from the partitions and the gateway's ledger",
+            "  portfolio:",
+            *(f"    {line}" for line in run.portfolio),
+            f"  {'cohort':<14}{'n':>4}{'retried':>9}{'retries':>9}{'by retry':>10}{'share':>7}{'portal':>8}"
+            f"{'cancelled':>11}"
+            f"{'enabled':>9}{'charges':>9}{'paid':>6}{'hard-charged':>14}",
+        ]
+        for row in run.cohorts:
+            share = f"{row.recovered_by_retry / row.accounts:.0%}" if row.accounts else "-"
+            lines.append(
+                f"  {row.cohort:<14}{row.accounts:>4}{row.retried:>9}{row.retry_attempts:>9}"
+                f"{row.recovered_by_retry:>10}{share:>7}"
+                f"{row.settled_otherwise:>8}{row.cancelled:>11}{row.enabled_at_end:>9}{row.ledger_charges:>9}"
+                f"{row.ledger_successes:>6}{row.charged_after_hard_decline:>14}"
+            )
+        numbers = run.recovery_attempt_numbers
+        recovered = run.recovered_by_retry
+        spread = run.days_to_recovery
+        lines += [
+            f"  recovered by retries: {recovered} of {run.accounts} accounts ({recovered / run.accounts:.0%}); "
+            f"of the {run.retried} retried at least once (a soft decline with a token): "
+            f"{recovered / run.retried if run.retried else 0:.0%}",
+            f"  attempts per recovery: the recovering attempt's number, mean "
+            f"{sum(numbers) / len(numbers) if numbers else 0:.2f} ({_histogram(numbers)}); every retry charge made / "
+            f"recoveries: {run.retry_charges} / {recovered} = {run.retry_charges / recovered if recovered else 0:.2f}",
+            "  days from the failure to the recovery: "
+            + (f"min {spread['min']}, median {spread['median']}, max {spread['max']}" if spread else "no recovery"),
+            f"  cancellations (subscription Disabled): {run.cancelled}",
+            f"  charges of a card after its hard decline was known (must be 0): {run.hard_declined_charged}",
+            f"  accounts charged successfully twice (must be 0): {run.charged_twice}; charges after the balance was "
+            f"paid (must be 0): {run.charged_after_paid}; worker failures: {run.worker_failures}",
+            f"  verdict: {'sound' if run.sound else 'NOT SOUND'}",
+        ]
+    return lines
+
+
+def _histogram(numbers: list[int]) -> str:
+    counts: dict[int, int] = {}
+    for number in numbers:
+        counts[number] = counts.get(number, 0) + 1
+    return ", ".join(f"attempt {n}: {counts[n]}" for n in sorted(counts)) or "none"
 
 
 def _seeding(results: Results) -> list[str]:
