@@ -60,6 +60,11 @@ class OffsetClock:
     def now(self) -> datetime:
         return self.real.now() + self.offset()
 
+    def forget(self) -> None:
+        """Read the offset again at the next `now()`: this process just moved the clock itself."""
+        with self._lock:
+            self._read_at = None
+
     def offset(self) -> timedelta:
         with self._lock:
             moment = self._monotonic()

@@ -130,3 +130,28 @@ def test_the_test_clock_only_advances(by: timedelta) -> None:
     with pytest.raises(ValueError, match="only advances"):
         deps.advance_test_clock(by)
     assert deps.read_test_clock().offset == timedelta(0)
+
+
+def test_a_move_made_by_this_process_is_seen_by_its_own_use_cases_at_once() -> None:
+    deps = build_in_memory(Settings(test_clock_enabled=True), clock=FixedClock(REAL))
+    assert deps.clock.now() == REAL  # the offset is now cached for the refresh interval
+
+    deps.advance_test_clock(timedelta(days=1))
+    after_advance = deps.clock.now()
+    deps.set_test_clock(REAL + timedelta(days=40))
+    after_set = deps.clock.now()
+    deps.reset_test_clock()
+
+    assert (after_advance, after_set, deps.clock.now()) == (REAL + timedelta(days=1), REAL + timedelta(days=40), REAL)
+
+
+def test_forget_makes_the_next_reading_fresh_within_the_refresh_interval() -> None:
+    offsets, ticks = CountingOffsets(), Ticks()
+    clock = offset_clock(offsets, ticks)
+    assert clock.now() == REAL
+
+    offsets.shift(timedelta(hours=5))
+    clock.forget()
+
+    assert clock.now() == REAL + timedelta(hours=5)
+    assert offsets.reads == 2
