@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,9 +16,14 @@ from bench import faults, report
 from bench.environment import git_commit, load_average, machine, workbench
 from bench.retention import RetentionPlan, retention_figures
 from bench.round_trips import payment_failed_round_trips, settlement_round_trips
+from bench.scale_out import ScaleOutPlan, scale_out_figures
 from bench.throughput import event_throughput, settlement_figures
 
-FIGURES = ("round-trips", "throughput", "latency", "scale")
+FIGURES = ("round-trips", "throughput", "latency", "scale", "scale-out")
+
+
+# The sizes: the scheduler at D=100 and 10,000, D=2,000 across 1, 2 and 4 hosts, 10,000 events.
+SCALE_OUT = ScaleOutPlan(scheduler_due=(100, 10_000), hosts_due=2_000, host_counts=(1, 2, 4), quiet_events=10_000)
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class Profile:
     events: int
     settlements: int
     latency_samples: int
+    scale_out: ScaleOutPlan
 
 
 PROFILES = {
@@ -36,6 +43,7 @@ PROFILES = {
         events=50,
         settlements=30,
         latency_samples=30,
+        scale_out=ScaleOutPlan(scheduler_due=(100, 10_000), hosts_due=500, host_counts=(1, 2, 4), quiet_events=1_000),
     ),
     "standard": Profile(
         subscriptions=(1, 10, 100, 500),
@@ -43,6 +51,7 @@ PROFILES = {
         events=200,
         settlements=100,
         latency_samples=100,
+        scale_out=SCALE_OUT,
     ),
     "full": Profile(
         subscriptions=(1, 10, 100, 500),
@@ -50,6 +59,7 @@ PROFILES = {
         events=500,
         settlements=200,
         latency_samples=200,
+        scale_out=SCALE_OUT,
     ),
 }
 
@@ -75,6 +85,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.figures = chosen or set(FIGURES)
     args.mode = "quick" if args.quick else "full" if args.full else "standard"
     return args
+
+
+def host_figures(figures: set[str], profile: Profile, results: report.Results, progress: Callable[[str], None]) -> None:
+    with workbench("host") as bench:
+        if "throughput" in figures:
+            results.throughput.append(event_throughput(bench, profile.events, progress))
+        throughput, latency = settlement_figures(bench, profile.settlements, profile.latency_samples, progress)
+        if "throughput" in figures:
+            results.throughput.append(throughput)
+        if "latency" in figures:
+            results.latency.append(latency)
+        results.notes += bench.notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,15 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             results.scale += scale
             results.notes += bench.notes
     if {"throughput", "latency"} & args.figures:
-        with workbench("host") as bench:
-            if "throughput" in args.figures:
-                results.throughput.append(event_throughput(bench, profile.events, progress))
-            throughput, latency = settlement_figures(bench, profile.settlements, profile.latency_samples, progress)
-            if "throughput" in args.figures:
-                results.throughput.append(throughput)
-            if "latency" in args.figures:
-                results.latency.append(latency)
-            results.notes += bench.notes
+        host_figures(args.figures, profile, results, progress)
+    if "scale-out" in args.figures:
+        results.scale_out = scale_out_figures(profile.scale_out, progress, results.notes)
     progress("done")
     results.machine["load_average_at_end"] = load_average()
     results.notes.append(f"wall time of this run: {time.monotonic() - began:.0f} s")
