@@ -103,6 +103,9 @@ class HostsRun:
     reminders: int
     still_due: int
     worker_invocations: list[int]  # retention_worker invocations that succeeded, per host
+    hosts_cpu_ms_per_account: float
+    azurite_cpu_ms_per_account: float
+    load_average_after: float | None  # the machine's 1-minute load: other work shares its cores
     speedup: float = 0.0
 
 
@@ -267,16 +270,20 @@ def _scale_out(results: Results) -> list[str]:
         lines += ["", "Scale-out: D past-due accounts reviewed end to end by N local hosts on one Azurite"]
         lines.append(
             f"  {'hosts':>5}{'D due':>7}{'seconds':>9}{'accts/s':>9}{'speedup':>9}{'Azurite CPU':>13}"
-            f"{'hosts CPU':>11}{'reviewed':>10}{'reminders':>11}{'still due':>11}  worker invocations per host"
+            f"{'hosts CPU':>11}{'CPU ms/acct':>13}{'reviewed':>10}{'reminders':>11}{'still due':>11}{'load':>6}"
+            "  worker invocations per host"
         )
         for hosts in figures.hosts:
             lines.append(
                 f"  {hosts.hosts:>5}{hosts.due:>7,}{hosts.seconds:>9.1f}{hosts.per_second:>9.1f}"
                 f"{hosts.speedup:>8.2f}x{hosts.azurite_cpu_share:>12.0%}{hosts.hosts_cpu_share:>11.0%}"
-                f"{hosts.reviewed:>10,}{hosts.reminders:>11,}{hosts.still_due:>11,}  {hosts.worker_invocations}"
+                f"{hosts.hosts_cpu_ms_per_account:>6.0f}+{hosts.azurite_cpu_ms_per_account:<6.0f}"
+                f"{hosts.reviewed:>10,}{hosts.reminders:>11,}{hosts.still_due:>11,}"
+                f"{hosts.load_average_after or 0:>6.1f}  {hosts.worker_invocations}"
             )
         if figures.per_worker_rate is not None:
             lines.append(f"  per-worker rate (one host): {figures.per_worker_rate:.1f} accounts/s")
+        lines.append("  CPU ms/acct: the hosts' + Azurite's CPU time per account reviewed; load: 1-minute load after")
     if figures.quiet:
         lines += ["", "Scale-out: a whole firing with nothing due (start pass, every sweep, housekeeping)"]
         lines.append(f"  {'after events':>13}{'requests':>10}{'ms':>9}{'items run':>11}  breakdown")

@@ -26,7 +26,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy, QueueClient
 
 from bench.counting import RequestTally
-from bench.environment import Workbench, fixed_clock, workbench
+from bench.environment import Workbench, fixed_clock, load_average, workbench
 from bench.localhost import LocalHost, start_local_host
 from bench.report import HostsRun, QuietFiring, ScaleOut, SchedulerRun
 from bench.seeding import new_account_id, payment_failed_document, seed_due_accounts, write_due_entries
@@ -180,6 +180,7 @@ def hosts_run(bench: Workbench, hosts: int, due: int, progress: Callable[[str], 
         azurite_cpu = cpu_seconds(azurite_pid) - azurite_cpu
         hosts_cpu = sum(cpu_seconds(pid) for pid in host_pids) - hosts_cpu
         invocations = [len(WORKER_DONE.findall(host.log_text())) for host in started_hosts]
+        load = load_average()
     finally:
         for host in started_hosts:
             host.stop()
@@ -201,6 +202,9 @@ def hosts_run(bench: Workbench, hosts: int, due: int, progress: Callable[[str], 
         reminders=emails,
         still_due=still_due,
         worker_invocations=invocations,
+        hosts_cpu_ms_per_account=round(hosts_cpu * 1000 / due, 1),
+        azurite_cpu_ms_per_account=round(azurite_cpu * 1000 / due, 1),
+        load_average_after=load[0] if load else None,
     )
 
 
