@@ -272,6 +272,19 @@ def scale_out_notes(figures: ScaleOut) -> list[str]:
     if figures.quiet:
         equal = "equal" if len(quiet) == 1 else "NOT equal"
         notes.append(f"nothing-due firing before and after the events: {equal} requests")
+    for row in figures.hosts:
+        if row.hosts == 1 and row.hosts_cpu_share >= 0.85:
+            notes.append(
+                f"one host used {row.hosts_cpu_share:.0%} of a core: a single host process is bound by its own CPU"
+            )
+    cpu_per_account = [row.hosts_cpu_ms_per_account + row.azurite_cpu_ms_per_account for row in figures.hosts]
+    if cpu_per_account and min(cpu_per_account) > 0:
+        cores = os.cpu_count() or 1
+        notes.append(
+            f"one review cost {min(cpu_per_account):.0f}-{max(cpu_per_account):.0f} ms of CPU (hosts + Azurite): "
+            f"{cores} cores allow at most {cores * 1000 / min(cpu_per_account):.0f} accounts/s on this machine "
+            "whatever the host count, less what other work on it takes (see the load column)"
+        )
     busiest = max(figures.hosts, key=lambda row: row.azurite_cpu_share, default=None)
     if busiest is not None:
         ceiling = (
