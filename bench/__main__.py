@@ -17,9 +17,14 @@ from bench.dunning import dunning_figure
 from bench.environment import git_commit, load_average, machine, workbench
 from bench.retention import RetentionPlan, retention_figures
 from bench.round_trips import payment_failed_round_trips, settlement_round_trips
+from bench.scale_out import ScaleOutPlan, scale_out_figures
 from bench.throughput import event_throughput, settlement_figures
 
-FIGURES = ("round-trips", "throughput", "latency", "scale", "dunning")
+FIGURES = ("round-trips", "throughput", "latency", "scale", "scale-out", "dunning")
+
+
+# The sizes: the scheduler at D=100 and 10,000, D=2,000 across 1, 2 and 4 hosts, 10,000 events.
+SCALE_OUT = ScaleOutPlan(scheduler_due=(100, 10_000), hosts_due=2_000, host_counts=(1, 2, 4), quiet_events=10_000)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class Profile:
     latency_samples: int
     dunning_accounts: int
     dunning_step: timedelta
+    scale_out: ScaleOutPlan
 
 
 PROFILES = {
@@ -42,6 +48,7 @@ PROFILES = {
         latency_samples=30,
         dunning_accounts=60,
         dunning_step=timedelta(days=1),
+        scale_out=ScaleOutPlan(scheduler_due=(100, 10_000), hosts_due=500, host_counts=(1, 2, 4), quiet_events=1_000),
     ),
     "standard": Profile(
         subscriptions=(1, 10, 100, 500),
@@ -51,6 +58,7 @@ PROFILES = {
         latency_samples=100,
         dunning_accounts=200,
         dunning_step=timedelta(hours=6),
+        scale_out=SCALE_OUT,
     ),
     "full": Profile(
         subscriptions=(1, 10, 100, 500),
@@ -60,6 +68,7 @@ PROFILES = {
         latency_samples=200,
         dunning_accounts=200,
         dunning_step=timedelta(hours=6),
+        scale_out=SCALE_OUT,
     ),
 }
 
@@ -87,9 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _host_figures(
-    figures: set[str], profile: Profile, progress: Callable[[str], None], results: report.Results
-) -> None:
+def host_figures(figures: set[str], profile: Profile, results: report.Results, progress: Callable[[str], None]) -> None:
     with workbench("host") as bench:
         if "throughput" in figures:
             results.throughput.append(event_throughput(bench, profile.events, progress))
@@ -132,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             results.scale += scale
             results.notes += bench.notes
     if {"throughput", "latency"} & args.figures:
-        _host_figures(args.figures, profile, progress, results)
+        host_figures(args.figures, profile, results, progress)
+    if "scale-out" in args.figures:
+        results.scale_out = scale_out_figures(profile.scale_out, progress, results.notes)
     if "dunning" in args.figures:
         with workbench("dunning") as bench:
             results.dunning.append(dunning_figure(bench, profile.dunning_accounts, profile.dunning_step, progress))

@@ -132,6 +132,58 @@ class Dunning:
 
 
 @dataclass
+class SchedulerRun:
+    due: int
+    requests: int
+    breakdown: dict[str, int]
+    milliseconds: float
+    items_sent: int
+
+
+@dataclass
+class HostsRun:
+    hosts: int
+    due: int
+    seconds: float
+    per_second: float
+    azurite_cpu_share: float  # CPU seconds per wall second: 1.0 is one core, all the single-threaded emulator has
+    hosts_cpu_share: float  # the same, summed over the host processes
+    reviewed: int
+    reminders: int
+    still_due: int
+    worker_invocations: list[int]  # retention_worker invocations that succeeded, per host
+    hosts_cpu_ms_per_account: float
+    azurite_cpu_ms_per_account: float
+    load_average_after: float | None  # the machine's 1-minute load: other work shares its cores
+    speedup: float = 0.0
+
+
+@dataclass
+class QuietFiring:
+    events_before: int
+    requests: int
+    breakdown: dict[str, int]
+    milliseconds: float
+    items_run: int
+
+
+@dataclass
+class ScaleOut:
+    scheduler: list[SchedulerRun] = field(default_factory=list)
+    hosts: list[HostsRun] = field(default_factory=list)
+    quiet: list[QuietFiring] = field(default_factory=list)
+    per_worker_rate: float | None = None  # accounts/s of one host: the sizing model's per-worker rate
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scheduler": [asdict(row) for row in self.scheduler],
+            "hosts": [asdict(row) for row in self.hosts],
+            "quiet_firing": [asdict(row) for row in self.quiet],
+            "per_worker_rate_accounts_per_second": self.per_worker_rate,
+        }
+
+
+@dataclass
 class Results:
     mode: str
     started_at: datetime
@@ -142,6 +194,7 @@ class Results:
     latency: list[Latency] = field(default_factory=list)
     scale: list[Scale] = field(default_factory=list)
     dunning: list[Dunning] = field(default_factory=list)
+    scale_out: ScaleOut | None = None
     seeding: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -158,6 +211,7 @@ class Results:
             "latency": [row.to_json() for row in self.latency],
             "scale": [row.to_json() for row in self.scale],
             "dunning": [row.to_json() for row in self.dunning],
+            "scale_out": self.scale_out.to_json() if self.scale_out else None,
             "seeding": self.seeding,
             "notes": self.notes,
         }
@@ -185,7 +239,7 @@ def table(results: Results) -> str:
         f"Azurite {machine.get('azurite')}, load average at start {machine.get('load_average_at_start')}"
         f" and end {machine.get('load_average_at_end')}"
     ]
-    for section in (_round_trips, _throughput, _latency, _scale, _dunning, _seeding, _notes):
+    for section in (_round_trips, _throughput, _latency, _scale, _scale_out, _dunning, _seeding, _notes):
         lines += section(results)
     return "\n".join(lines)
 
@@ -249,6 +303,47 @@ def _scale(results: Results) -> list[str]:
             f"{row.python_cpu_seconds:>10.1f}{row.azurite_cpu_seconds:>15.1f}"
             f"{row.probe_query_ms:>15.1f}{row.probe_transaction_ms:>13.1f}"
         )
+    return lines
+
+
+def _scale_out(results: Results) -> list[str]:
+    figures = results.scale_out
+    if figures is None:
+        return []
+    lines: list[str] = []
+    if figures.scheduler:
+        lines += ["", "Scale-out: the scheduler's own invocation (start_retention_pass) at D due entries"]
+        lines.append(f"  {'D due':>7}{'requests':>10}{'ms':>9}{'items sent':>12}  breakdown")
+        for row in figures.scheduler:
+            breakdown = " ".join(f"{k}:{v}" for k, v in row.breakdown.items())
+            lines.append(f"  {row.due:>7,}{row.requests:>10}{row.milliseconds:>9.1f}{row.items_sent:>12}  {breakdown}")
+    if figures.hosts:
+        lines += ["", "Scale-out: D past-due accounts reviewed end to end by N local hosts on one Azurite"]
+        lines.append(
+            f"  {'hosts':>5}{'D due':>7}{'seconds':>9}{'accts/s':>9}{'speedup':>9}{'Azurite CPU':>13}"
+            f"{'hosts CPU':>11}{'CPU ms/acct':>13}{'reviewed':>10}{'reminders':>11}{'still due':>11}{'load':>6}"
+            "  worker invocations per host"
+        )
+        for hosts in figures.hosts:
+            lines.append(
+                f"  {hosts.hosts:>5}{hosts.due:>7,}{hosts.seconds:>9.1f}{hosts.per_second:>9.1f}"
+                f"{hosts.speedup:>8.2f}x{hosts.azurite_cpu_share:>12.0%}{hosts.hosts_cpu_share:>11.0%}"
+                f"{hosts.hosts_cpu_ms_per_account:>6.0f}+{hosts.azurite_cpu_ms_per_account:<6.0f}"
+                f"{hosts.reviewed:>10,}{hosts.reminders:>11,}{hosts.still_due:>11,}"
+                f"{hosts.load_average_after or 0:>6.1f}  {hosts.worker_invocations}"
+            )
+        if figures.per_worker_rate is not None:
+            lines.append(f"  per-worker rate (one host): {figures.per_worker_rate:.1f} accounts/s")
+        lines.append("  CPU ms/acct: the hosts' + Azurite's CPU time per account reviewed; load: 1-minute load after")
+    if figures.quiet:
+        lines += ["", "Scale-out: a whole firing with nothing due (start pass, every sweep, housekeeping)"]
+        lines.append(f"  {'after events':>13}{'requests':>10}{'ms':>9}{'items run':>11}  breakdown")
+        for quiet in figures.quiet:
+            breakdown = " ".join(f"{k}:{v}" for k, v in quiet.breakdown.items())
+            lines.append(
+                f"  {quiet.events_before:>13,}{quiet.requests:>10}{quiet.milliseconds:>9.1f}{quiet.items_run:>11}"
+                f"  {breakdown}"
+            )
     return lines
 
 
