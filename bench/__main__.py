@@ -76,7 +76,7 @@ PROFILES = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes, under about 3 minutes")
+    size.add_argument("--quick", action="store_true", help="small sizes, about 8 minutes on 2 cores")
     size.add_argument("--full", action="store_true", help="the issue's full sizes (T up to 100,000; D=10,000)")
     parser.add_argument(
         "--only",
