@@ -327,10 +327,10 @@ class Dependencies:
         return reviewed
 
     def set_aside_retention_work(
-        self, *, body: bytes, reason: str, message_id: str | None, dequeue_count: int | None
+        self, *, body: bytes, reason: str, message_id: str | None, dequeue_count: int | None, pass_by: bool = True
     ) -> Rejection:
         """A work item that failed its last attempt (or is not one of ours): kept with its reason, re-submittable;
-        a review's entries stay due, marked, so later sweeps do not retry it for nothing."""
+        with `pass_by`, a review's entries stay due, marked, so later sweeps do not retry it for nothing."""
         rejection = rejections.record_rejection(
             self.rejections,
             body=body,
@@ -343,7 +343,7 @@ class Dependencies:
         )
         with contextlib.suppress(InvalidWorkItemError):
             item = decode_work(body)
-            if isinstance(item, AccountReview):
+            if pass_by and isinstance(item, AccountReview):
                 retention_work.set_aside_review(self.retention_work, item, rejection.id)
         return rejection
 

@@ -62,8 +62,15 @@ def handle_work(deps: Dependencies, body: bytes, *, message_id: str | None, dequ
         # Our own errors' messages name ids only; any other's may quote personal data, so only its type is kept.
         known = isinstance(error, TransientStorageError | AccountReviewFailedError)
         detail = f"{type(error).__name__}: {error}" if known else type(error).__name__
+        # Storage trouble is not the accounts' fault: the item is recorded, but its accounts are not passed by, and
+        # the next firing hands them out again.
         _set_aside(
-            deps, body, f"failed {attempts} attempts: {detail}", message_id=message_id, dequeue_count=dequeue_count
+            deps,
+            body,
+            f"failed {attempts} attempts: {detail}",
+            message_id=message_id,
+            dequeue_count=dequeue_count,
+            pass_by=not isinstance(error, TransientStorageError),
         )
 
 
@@ -84,9 +91,15 @@ def _run(deps: Dependencies, item: ShardSweep | AccountReview | Housekeeping) ->
 
 
 def _set_aside(
-    deps: Dependencies, body: bytes, reason: str, *, message_id: str | None, dequeue_count: int | None
+    deps: Dependencies,
+    body: bytes,
+    reason: str,
+    *,
+    message_id: str | None,
+    dequeue_count: int | None,
+    pass_by: bool = True,
 ) -> None:
     rejection = deps.set_aside_retention_work(
-        body=body, reason=reason, message_id=message_id, dequeue_count=dequeue_count
+        body=body, reason=reason, message_id=message_id, dequeue_count=dequeue_count, pass_by=pass_by
     )
     log.warning("retention work item set aside (rejection %s): %s", rejection.id, reason)

@@ -214,3 +214,33 @@ def test_the_backlog_shows_the_oldest_entry_its_age_and_the_lag_of_the_latest_re
     assert after.entries_due == 0
     assert after.shards
     assert all(p.max_lag_seconds >= 3 * 3600 for p in after.shards)
+
+
+def test_storage_trouble_on_the_last_attempt_is_recorded_but_the_accounts_are_handed_out_again(world: World) -> None:
+    accounts = seed(world, 2)
+    world.clock.set(FIRST_REMINDER)
+    world.deps.start_retention_pass(FIRST_REMINDER)
+    unavailable = dataclasses.replace(
+        world.deps,
+        accounts=FaultyPort(world.deps.accounts, *(Fault("load", call=n) for n in range(1, 50))),
+    )
+    last_attempt = max_dequeue_count()
+
+    reviews = 0
+    while bodies := world.queue.take():
+        for body in bodies:
+            kind = decode_work(body).kind
+            reviews += kind == "review"
+            deps = unavailable if kind == "review" else world.deps
+            handle_work(deps, body, message_id=None, dequeue_count=last_attempt)
+
+    rejections = world.deps.list_rejections()
+    assert len(rejections) == reviews > 0  # one per review item, visible
+    assert all(r.reason.startswith(f"failed {last_attempt} attempts: TransientStorageError") for r in rejections)
+    assert [e.set_aside for e in world.deps.due.due(FIRST_REMINDER)] == [None, None]  # not passed by
+    assert world.sent == []
+
+    world.fire(FIRST_REMINDER + timedelta(minutes=15))
+
+    assert len(world.sent) == len(accounts)
+    assert not list(world.deps.due.due(FIRST_REMINDER + timedelta(minutes=15)))
