@@ -18,7 +18,7 @@ from shared.domain.model import Account, AccountField, FieldChange, Frozen, Proc
 from shared.domain.outbox import Notification
 from shared.domain.partition import AccountPartition
 from shared.domain.payment_events import ACCOUNT_UPDATED, AccountUpdatedEvent
-from shared.domain.payment_failure import EventReplayConflictError
+from shared.domain.payment_failure import already_processed
 from shared.domain.settle_balance import AccountNotFoundError
 
 
@@ -46,10 +46,7 @@ def stage_account_updated(
 ) -> AccountUpdatedResult:
     """Stage the fields the event sets where it is the newest change to them; the marker is staged last."""
     data = event.data
-    marker = partition.has_processed(event.id)
-    if marker is not None:
-        if marker.payload_hash != payload_hash:
-            raise EventReplayConflictError(f"event {event.id} was processed before with different content")
+    if already_processed(partition, event.id, payload_hash):
         return AccountUpdatedResult(
             event_id=event.id, account_id=data.account_id, outcome=AccountUpdatedOutcome.DUPLICATE
         )

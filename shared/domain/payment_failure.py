@@ -47,6 +47,16 @@ class EventReplayConflictError(DomainError):
     """An event id arrived again with different content: a producer bug, not a repeat, so it is refused."""
 
 
+def already_processed(partition: AccountPartition, event_id: str, payload_hash: str) -> bool:
+    """True for a repeat of an event the account has processed; EventReplayConflictError if its content differs."""
+    marker = partition.has_processed(event_id)
+    if marker is None:
+        return False
+    if marker.payload_hash != payload_hash:
+        raise EventReplayConflictError(f"event {event_id} was processed before with different content")
+    return True
+
+
 class AccountCurrencyChangedError(DomainError):
     """The event's account currency differs from the stored account's; balances cannot mix currencies."""
 
@@ -80,10 +90,7 @@ def stage_payment_failed(
 ) -> PaymentFailedResult:
     """Stage the event's effects on `partition` (nothing is written); the marker is staged last."""
     data = event.data
-    marker = partition.has_processed(event.id)
-    if marker is not None:
-        if marker.payload_hash != payload_hash:
-            raise EventReplayConflictError(f"event {event.id} was processed before with different content")
+    if already_processed(partition, event.id, payload_hash):
         return PaymentFailedResult(
             event_id=event.id, account_id=data.account.id, outcome=PaymentFailedOutcome.DUPLICATE
         )
