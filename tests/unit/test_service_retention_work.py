@@ -14,27 +14,22 @@ from functions.retention_worker.handler import handle_work, max_dequeue_count
 from shared.bootstrap import Dependencies
 from shared.domain.clock import FixedClock
 from shared.domain.lifecycle import SubscriptionState
-from shared.domain.model import Subscription
 from shared.domain.retention_work import AccountReview, decode_work
 from shared.settings import Settings
 from shared.storage.layout import DUE_SHARDS
 from tests.fakes import Fault, FaultyPort, build_in_memory
 from tests.fakes.memory import MemoryWorkQueue
 from tests.support.retention import FAILED_AT, PORTAL, new_account_id, seed_past_due_account
+from tests.unit.test_service_retention import SimulatedCrash
+from tests.unit.test_service_retention import World as RetentionWorld
 
 FIRST_REMINDER = FAILED_AT + timedelta(days=7, minutes=1)
 CANCELLATION = FAILED_AT + timedelta(days=30, minutes=1)
 
 
-class SimulatedCrash(BaseException):
-    """The process dies: not an Exception, so nothing on the way catches it."""
-
-
 @dataclass
-class World:
-    deps: Dependencies
-    settings: Settings
-    clock: FixedClock
+class World(RetentionWorld):
+    """The retention tests' world, with the work queue run as the host runs it."""
 
     @property
     def queue(self) -> MemoryWorkQueue:
@@ -47,26 +42,13 @@ class World:
         (deps or self.deps).start_retention_pass(at)
         return self.drain(deps=deps)
 
-    def drain(self, *, deps: Dependencies | None = None, attempts: Callable[[bytes], int] = lambda _: 1) -> list[str]:
+    def drain(self, *, deps: Dependencies | None = None) -> list[str]:
         kinds: list[str] = []
         while bodies := self.queue.take():
             for body in bodies:
                 kinds.append(decode_work(body).kind)
-                handle_work(deps or self.deps, body, message_id=None, dequeue_count=attempts(body))
+                handle_work(deps or self.deps, body, message_id=None, dequeue_count=1)
         return kinds
-
-    def subscription(self, account_id: str) -> Subscription:
-        found = self.deps.accounts.load(account_id).get(Subscription, "sub-1")
-        assert found is not None
-        return found
-
-    @property
-    def sent(self) -> list[str]:
-        return [email.to_address for email in self.deps.email.sent]  # type: ignore[attr-defined]
-
-    @property
-    def event_types(self) -> list[str]:
-        return [event.type for event in self.deps.events.events]  # type: ignore[attr-defined]
 
 
 @pytest.fixture
