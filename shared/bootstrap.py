@@ -5,7 +5,6 @@ Handlers, the CLI and the tests get their dependencies here; services never impo
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,9 +27,7 @@ from shared.domain.retention_work import (
     RETENTION_WORK_QUEUE,
     AccountReview,
     Housekeeping,
-    InvalidWorkItemError,
     ShardSweep,
-    decode_work,
 )
 from shared.domain.settle_balance import SettleCommand
 from shared.email import EmailRenderer, OutboxEmailSender
@@ -327,10 +324,16 @@ class Dependencies:
         return reviewed
 
     def set_aside_retention_work(
-        self, *, body: bytes, reason: str, message_id: str | None, dequeue_count: int | None, pass_by: bool = True
+        self,
+        *,
+        body: bytes,
+        reason: str,
+        message_id: str | None,
+        dequeue_count: int | None,
+        pass_by_review: AccountReview | None = None,
     ) -> Rejection:
         """A work item that failed its last attempt (or is not one of ours): kept with its reason, re-submittable;
-        with `pass_by`, a review's entries stay due, marked, so later sweeps do not retry it for nothing."""
+        the entries of `pass_by_review` stay due, marked, so later sweeps do not retry it for nothing."""
         rejection = rejections.record_rejection(
             self.rejections,
             body=body,
@@ -341,10 +344,8 @@ class Dependencies:
             dequeue_count=dequeue_count,
             queue=RETENTION_WORK_QUEUE,
         )
-        with contextlib.suppress(InvalidWorkItemError):
-            item = decode_work(body)
-            if pass_by and isinstance(item, AccountReview):
-                retention_work.set_aside_review(self.retention_work, item, rejection.id)
+        if pass_by_review is not None:
+            retention_work.set_aside_review(self.retention_work, pass_by_review, rejection.id)
         return rejection
 
     def retention_housekeeping(self, item: Housekeeping) -> int:

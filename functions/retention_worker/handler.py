@@ -70,7 +70,9 @@ def handle_work(deps: Dependencies, body: bytes, *, message_id: str | None, dequ
             f"failed {attempts} attempts: {detail}",
             message_id=message_id,
             dequeue_count=dequeue_count,
-            pass_by=not isinstance(error, TransientStorageError),
+            pass_by_review=item
+            if isinstance(item, AccountReview) and not isinstance(error, TransientStorageError)
+            else None,
         )
 
 
@@ -97,9 +99,9 @@ def _set_aside(
     *,
     message_id: str | None,
     dequeue_count: int | None,
-    pass_by: bool = True,
+    pass_by_review: AccountReview | None = None,
 ) -> None:
     rejection = deps.set_aside_retention_work(
-        body=body, reason=reason, message_id=message_id, dequeue_count=dequeue_count, pass_by=pass_by
+        body=body, reason=reason, message_id=message_id, dequeue_count=dequeue_count, pass_by_review=pass_by_review
     )
     log.warning("retention work item set aside (rejection %s): %s", rejection.id, reason)

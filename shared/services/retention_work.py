@@ -154,15 +154,15 @@ def _hand_on_failed(work: RetentionWork, review: AccountReview, failed: Sequence
     return len(failed)
 
 
-def entries_of(review: AccountReview, account_id: str) -> list[DueEntry]:
-    return [DueEntry(e.account_id, e.due_at, shard=e.shard) for e in review.entries_of(account_id)]
+def entries_of(review: AccountReview, account_id: str | None = None) -> list[DueEntry]:
+    """The batch's entries (of one account, if given) as the due index knows them."""
+    chosen = review.entries if account_id is None else review.entries_of(account_id)
+    return [DueEntry(e.account_id, e.due_at, shard=e.shard) for e in chosen]
 
 
 def set_aside_review(work: RetentionWork, review: AccountReview, rejection_id: str) -> None:
     """After the last attempt: the entries stay due, marked, so sweeps pass them by until the item is re-submitted."""
-    work.retention.due.set_aside(
-        [DueEntry(e.account_id, e.due_at, shard=e.shard) for e in review.entries], rejection_id
-    )
+    work.retention.due.set_aside(entries_of(review), rejection_id)
 
 
 def housekeeping(work: RetentionWork, item: Housekeeping) -> int:
